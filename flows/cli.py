@@ -1,0 +1,64 @@
+"""The `oreal` command line: one sub-command per user action (DESIGN.md §1).
+
+Every sub-command that runs something takes ``--config NAME|PATH`` and repeated
+``--set key.path=value`` overrides, resolved through oreal_core.config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from oreal_core.config import ConfigError, OrealConfig, load_config
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="config name in configs/ (default tiny-cpu) or a YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set loss.kl_coef=0.02 (repeatable)")
+
+
+def config_from(args: argparse.Namespace) -> OrealConfig:
+    return load_config(args.config, args.overrides)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    print(f"# config hash {cfg.hash()}")
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print("oreal demo: not yet — the end-to-end flow lands with the Prefect DAG issue.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oreal", description="OREAL RL for math reasoning, stage by stage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[str, Command]] = {
+        "config": ("print the resolved config and its hash", _cmd_config),
+        "demo": ("run the whole loop on the tiny CPU policy", _cmd_demo),
+    }
+    for name, (help_text, func) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_config_args(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"oreal: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""One typed configuration tree for a whole OREAL run.
+
+Every knob of OREAL_SPEC.md §3 lives here once, with its default taken from the reference
+code (``InternLM/OREAL`` configs) unless a comment says otherwise. Configs load from YAML,
+accept dotted overrides (``--set loss.kl_coef=0.02``) and are validated when loaded: an
+unknown key, a wrong type or an out-of-range value is a :class:`ConfigError` naming the
+field and the bad value, never a surprise three hours into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = "tiny-cpu"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range."""
+
+
+def _check(ok: bool, name: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Identity and length of a run."""
+
+    name: str = "oreal"
+    seed: int = 0
+    total_steps: int = 90  # the reference README's command line
+    checkpoint_every: int = 10  # full optimiser state; HF actor weights are saved every step
+    eval_every: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.total_steps >= 1, "total_steps", self.total_steps, "must be >= 1")
+        _check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")
+        _check(self.eval_every >= 0, "eval_every", self.eval_every, "must be >= 0 (0 = never)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the start policy comes from. The reference and the token RM are copies of it."""
+
+    policy: str = "tiny"  # an HF-format directory, or "tiny" for the locally built tiny policy
+    reference: str | None = None  # None = the start policy (Algorithm 1: pi_ref = pi_sft)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The RL prompt set and how it is turned into chat prompts."""
+
+    prompts: str = "synthetic"  # JSONL/Parquet path, HF dataset dir, or "synthetic" (tiny task)
+    system_prompt: str = ""
+    prompts_per_step: int = 64  # gen_global_batch 1024 / prompt_repeat_k 16
+    shuffle: bool = True
+    # (low, high, repeat): prompts whose pass rate lies in [low, high) are repeated `repeat`
+    # times; rates outside every band are dropped (the reference drops >= 0.8).
+    difficulty_bands: tuple[tuple[float, float, int], ...] = (
+        (0.0, 0.2, 6),
+        (0.2, 0.4, 4),
+        (0.4, 0.6, 4),
+        (0.6, 0.8, 2),
+    )
+    balance_by_pass_rate: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, "must be >= 1")
+        last_high = 0.0
+        for band in sorted(self.difficulty_bands):
+            low, high, repeat = band
+            _check(0.0 <= low < high <= 1.0, "difficulty_bands", band, "need 0 <= low < high <= 1")
+            _check(repeat >= 0, "difficulty_bands", band, "repeat must be >= 0")
+            _check(low >= last_high, "difficulty_bands", band, "bands overlap")
+            last_high = high
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Sampling K answers per prompt (the N of Best-of-N)."""
+
+    engine: Literal["vllm", "hf"] = "vllm"
+    samples_per_prompt: int = 16
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 14000
+    max_length: int = 16384  # prompt + response
+    stop_word: str = "<|im_end|>"  # must be a single token of the policy's tokenizer
+    seed: int = 0
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.5
+    enforce_eager: bool = False
+    kv_cache_gib: int = 1  # vLLM-cpu only (VLLM_CPU_KVCACHE_SPACE)
+
+    def __post_init__(self) -> None:
+        _check(self.samples_per_prompt >= 2, "samples_per_prompt", self.samples_per_prompt,
+               "group advantages need at least 2 samples per prompt")
+        _check(self.temperature >= 0.0, "temperature", self.temperature, "must be >= 0")
+        _check(0.0 < self.top_p <= 1.0, "top_p", self.top_p, "must be in (0, 1]")
+        _check(self.top_k >= 0, "top_k", self.top_k, "must be >= 0 (0 = off)")
+        _check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
+        _check(self.max_length > self.max_new_tokens, "max_length", self.max_length,
+               f"must exceed rollout.max_new_tokens={self.max_new_tokens}")
+        _check(bool(self.stop_word), "stop_word", self.stop_word, "must be non-empty")
+        _check(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "must be >= 1")
+        _check(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
+               self.gpu_memory_utilization, "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The LLM judge behind an OpenAI-compatible API (lmdeploy serving Qwen2.5-72B-Instruct)."""
+
+    enabled: bool = False
+    hosts: tuple[str, ...] = ()  # "ip:port", used round-robin from a random start
+    model: str | None = None  # None = discover through GET /v1/models
+    num_processes: int = 8
+    concurrency_per_proc: tuple[int, int] = (8, 8)  # in-flight requests = num_processes * [0]
+    request_timeout_s: float = 60.0
+    max_retries: int = 1
+    backoff_base_s: float = 0.5
+    breaker_failures: int = 5  # consecutive failures before a host is skipped
+    breaker_cooldown_s: float = 30.0
+    temperature: float = 0.0
+    top_p: float = 0.8
+    top_k: int = 20
+    repetition_penalty: float = 1.05
+    max_tokens: int = 100
+    stop: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+    prompt_template: str | None = None  # None = the packaged grader template
+
+    def __post_init__(self) -> None:
+        _check(not self.enabled or len(self.hosts) > 0, "hosts", self.hosts,
+               "the judge is enabled but no host is given")
+        for host in self.hosts:
+            _check(":" in host, "hosts", host, "expected 'host:port'")
+        _check(self.num_processes >= 1, "num_processes", self.num_processes, "must be >= 1")
+        _check(all(c >= 1 for c in self.concurrency_per_proc), "concurrency_per_proc",
+               self.concurrency_per_proc, "each entry must be >= 1")
+        _check(self.request_timeout_s > 0, "request_timeout_s", self.request_timeout_s, "must be > 0")
+        _check(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.num_processes * self.concurrency_per_proc[0]
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Rule check first, LLM judge for what the rules cannot confirm (OREAL_SPEC.md §4)."""
+
+    stop_word: str = "<|im_end|>"
+    thinking_finish_words: tuple[str, ...] = ("<conclude>", "**Final Answer**", "</think>")
+    rule_timeout_s: float = 5.0  # per item; a pathological input becomes an outcome, not a hang
+    rule_workers: int = 2
+    cache: bool = True  # (normalised answer, gold) pairs are checked once per run
+    judge_when: Literal["rule_not_correct", "always", "never"] = "rule_not_correct"
+    reward_correct: float = 1.0
+    reward_incorrect: float = -1.0
+    reward_judge_error: float = -1.0  # the reference maps an unjudgeable result (None) to -1
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.rule_timeout_s > 0, "rule_timeout_s", self.rule_timeout_s, "must be > 0")
+        _check(self.rule_workers >= 1, "rule_workers", self.rule_workers, "must be >= 1")
+        _check(self.reward_correct > self.reward_incorrect, "reward_correct", self.reward_correct,
+               f"must exceed verifier.reward_incorrect={self.reward_incorrect}")
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """Advantages and which samples of each group are trained on (Algorithm 1, lines 3-5)."""
+
+    advantage: Literal["rloo", "grpo", "reinforce"] = "rloo"
+    selection: Literal["pair", "all"] = "pair"  # pair: 1 correct + 1 incorrect per 0<p<1 prompt
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The OREAL objective (OREAL_SPEC.md §1.2) and its ablation variants."""
+
+    variant: Literal["oreal", "oreal_no_bc", "policy_gradient"] = "oreal"
+    positive_loss_factor: float = 1.0
+    negative_loss_factor: float = 0.5
+    pos_mult_adv: bool = True
+    kl_coef: float = 0.01
+    kl_type: Literal["unbias", "kl", "mse"] = "unbias"  # unbias = k3, kl = k1, mse = k2
+
+    def __post_init__(self) -> None:
+        _check(self.positive_loss_factor >= 0, "positive_loss_factor", self.positive_loss_factor, "must be >= 0")
+        _check(self.negative_loss_factor >= 0, "negative_loss_factor", self.negative_loss_factor, "must be >= 0")
+        _check(self.kl_coef >= 0, "kl_coef", self.kl_coef, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to min_lr, gradient-norm clipping."""
+
+    lr: float = 5e-7
+    min_lr: float = 1e-7
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(0 <= self.min_lr <= self.lr, "min_lr", self.min_lr, f"must be in [0, lr={self.lr}]")
+        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "each must be in [0, 1)")
+        _check(self.grad_clip > 0, "grad_clip", self.grad_clip, "must be > 0")
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    freeze_steps: int = 10  # the token RM warms up alone first (its zero head gives w = 0)
+    # The reference's actor scheduler keeps stepping while the actor is frozen, so actor
+    # updates start at peak LR. True keeps that behaviour (see oreal_core/algo/schedule.py).
+    scheduler_advances_while_frozen: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.freeze_steps >= 0, "freeze_steps", self.freeze_steps, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TokenRMConfig:
+    """The on-policy token-level reward model (OREAL_SPEC.md §2)."""
+
+    enabled: bool = True
+    weighting: Literal["threshold", "topk"] = "threshold"
+    pos_threshold: float = 0.5
+    neg_threshold: float = 0.5
+    topk_ratio: float = 0.25
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6, min_lr=4e-7))
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.pos_threshold < 1.0, "pos_threshold", self.pos_threshold, "must be in [0, 1)")
+        _check(0.0 <= self.neg_threshold < 1.0, "neg_threshold", self.neg_threshold, "must be in [0, 1)")
+        _check(0.0 < self.topk_ratio <= 1.0, "topk_ratio", self.topk_ratio, "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The DeepSpeed training stage."""
+
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    micro_batch_tokens: int = 16384  # token budget of one micro-batch (gradient accumulation)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The rollout lake: a local folder or an S3 prefix (any S3-compatible service)."""
+
+    uri: str = "runs"  # a local path, or s3://bucket/prefix
+    endpoint_url: str | None = None  # MinIO-like services; None = AWS / AWS_ENDPOINT_URL
+    region: str | None = None
+    max_retries: int = 5
+
+    def __post_init__(self) -> None:
+        _check(bool(self.uri), "uri", self.uri, "must be non-empty")
+        _check(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation (greedy pass@1 by default; n > 1 with temperature for pass@k)."""
+
+    benchmarks: tuple[str, ...] = ("math500",)
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 14000
+    limit: int | None = None  # evaluate the first N problems of each benchmark
+
+    def __post_init__(self) -> None:
+        _check(self.samples >= 1, "samples", self.samples, "must be >= 1")
+        _check(self.samples == 1 or self.temperature > 0, "temperature", self.temperature,
+               "more than one sample per problem needs temperature > 0")
+
+
+@dataclass(frozen=True)
+class OrealConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    token_rm: TokenRMConfig = field(default_factory=TokenRMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.rollout.stop_word == self.verifier.stop_word, "verifier.stop_word", self.verifier.stop_word,
+               f"must equal rollout.stop_word={self.rollout.stop_word!r} (truncation is detected by it)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Stable digest of every setting; a run refuses to resume under a different one."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the dict round-trips through YAML and JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_config(source: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> OrealConfig:
+    """Load a config by name (``tiny-cpu``) or path, then apply ``key.sub=value`` overrides."""
+    path = resolve_config_path(source)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(OrealConfig, raw)
+
+
+def resolve_config_path(source: str | Path | None) -> Path:
+    if source is None:
+        source = DEFAULT_CONFIG
+    path = Path(source)
+    if path.is_file():
+        return path
+    named = CONFIG_DIR / f"{source}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(source)!r}: no such file, and not one of the named configs {known}")
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``section.key=value`` override in place; the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected key.path=value")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain mapping, checking keys and types on the way."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        key = unknown[0]
+        hint = difflib.get_close_matches(str(key), fields, n=1)
+        suggestion = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{prefix}{key}: unknown key{suggestion}; known keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # a range check of this section: name it by its full path
+        raise ConfigError(f"{prefix}{exc}") from None
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    """Check ``value`` against type hint ``tp`` and convert lists to tuples and ints to floats."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, prefix=f"{name}.")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}={value!r}: must be one of {list(args)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}={value!r}: does not match {tp}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}={value!r}: expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{name}={value!r}: expected {len(args)} items")
+        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    return _coerce_scalar(tp, value, name)
+
+
+def _coerce_scalar(tp: Any, value: Any, name: str) -> Any:
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}={value!r}: expected an integer")
+        return value
+    if tp is float:
+        # YAML 1.1 reads "1e-6" (no dot) as a string: accept any text float() accepts.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}={value!r}: expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r}: expected a string")
+        return value
+    raise ConfigError(f"{name}: unsupported config type {tp}")  # pragma: no cover
