@@ -45,3 +45,7 @@ class StorageUnavailable(StoreError):
 
 class QueryRefused(StoreError, ValueError):
     """A query that is not read-only, or not a single statement."""
+
+
+class QueryFailed(StoreError):
+    """A read-only query that DuckDB could not run (syntax, unknown column, I/O)."""
