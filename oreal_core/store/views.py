@@ -83,7 +83,7 @@ def httpfs_extension_path() -> str:
     import duckdb_extension_httpfs
 
     pattern = os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions",
-                           f"v{duckdb.__version__}", "*", "httpfs.duckdb_extension")
+                           f"v{duckdb.__version__}", "httpfs.duckdb_extension")
     found = glob.glob(pattern) or glob.glob(pattern.replace(f"v{duckdb.__version__}", "*"))
     if not found:
         raise StorageUnavailable(f"the duckdb-extension-httpfs wheel has no extension for duckdb "
