@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+from decimal import Decimal
 from typing import Literal
 
 import duckdb
@@ -60,7 +61,7 @@ def run_query(cfg: OrealConfig | StoreConfig, sql: str, fmt: Format = "table") -
         relation = con.sql(sql)
         if fmt == "table":
             return str(relation)
-        result = relation.fetch_arrow_table()
+        result = relation.to_arrow_table()
     except duckdb.Error as exc:
         message = redact(str(exc), lake.location.secrets())
         raise QueryFailed(f"{message}\n(views: {', '.join(VIEWS)}; see docs/lake.md)") from None
@@ -79,15 +80,18 @@ def _as_csv(columns: list[str], rows: list[dict]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:  # lists and structs as JSON text: a CSV cell holds one value
-        writer.writerow([json.dumps(_finite(v), default=str) if isinstance(v, list | dict) else v
+        writer.writerow([json.dumps(_finite(v), default=str) if isinstance(v, list | dict) else _finite(v)
                          for v in row.values()])
     return out.getvalue()
 
 
 def _finite(value):
-    """NaN/inf become null: JSON has no spelling for them."""
+    """JSON-ready scalars: NaN/inf become null (JSON cannot spell them), and DuckDB's
+    HUGEINT/DECIMAL results (e.g. sum of a BIGINT) become plain numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value

@@ -58,7 +58,7 @@ _QUERIES = {
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> pa.Table:
-    return con.execute(sql, {"run_id": run_id}).fetch_arrow_table()
+    return con.execute(sql, {"run_id": run_id}).to_arrow_table()
 
 
 def _draw(results: dict[str, pa.Table], out: Path, token_text: plots.TokenText | None) -> list[Figure]:
@@ -129,7 +129,7 @@ def _per_step(results: dict[str, pa.Table]) -> pa.Table:
             SELECT step, a.samples, round(a.accuracy, 3) AS accuracy, round(a.mean_reward, 3) AS mean_reward,
                    round(l.mean_tokens, 1) AS mean_tokens, s.kept_positive, s.kept_negative, s.filtered
             FROM accuracy a FULL JOIN length l USING (step) FULL JOIN selection s USING (step)
-            ORDER BY step""").fetch_arrow_table()
+            ORDER BY step""").to_arrow_table()
     finally:
         con.close()
 

@@ -129,11 +129,10 @@ def conform(name: str, table: pa.Table) -> pa.Table:
         missing, extra = sorted(want - have), sorted(have - want)
         raise SchemaError(f"table {name!r} v{spec.version}: missing columns {missing}, unexpected columns {extra}")
     table = table.select(spec.schema.names)
-    try:
-        table = table.cast(spec.schema, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise SchemaError(f"table {name!r} v{spec.version}: cannot cast to the lake schema: {exc}") from None
     for field in spec.schema:
         if not field.nullable and table.column(field.name).null_count:
             raise SchemaError(f"table {name!r}: column {field.name!r} has nulls but is required")
-    return table
+    try:
+        return table.cast(spec.schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"table {name!r} v{spec.version}: cannot cast to the lake schema: {exc}") from None
