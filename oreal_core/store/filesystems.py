@@ -41,6 +41,7 @@ class S3Endpoint:
     scheme: str = "https"
     host: str = ""  # host:port, e.g. 127.0.0.1:9000
     region: str = "us-east-1"
+    attempts: int = 1  # per request: 1 + store.max_retries, with the SDK's exponential backoff
     credentials: S3Credentials | None = field(default=None, repr=False)
 
 
@@ -79,7 +80,9 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 
 def storage_error(location: StoreLocation, what: str, exc: BaseException) -> StorageUnavailable:
     """A StorageUnavailable naming the operation and place, with credentials scrubbed."""
-    where = f"s3://{location.root} at {location.s3.host or 'AWS'}" if location.s3 else location.root
+    if location.s3 is None:
+        return StorageUnavailable(f"{what} failed on lake {location.root}: {exc}")
+    where = f"s3://{location.root} at {location.s3.host or 'AWS'} (up to {location.s3.attempts} attempts)"
     return StorageUnavailable(redact(f"{what} failed on lake {where}: {exc}", location.secrets()))
 
 
@@ -108,7 +111,7 @@ def _open_s3(cfg: StoreConfig) -> StoreLocation:
         region=endpoint.region,
         scheme=endpoint.scheme,
         endpoint_override=endpoint.host or None,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=cfg.max_retries + 1),
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=endpoint.attempts),
         connect_timeout=5,
         request_timeout=60,
         allow_bucket_creation=False,
@@ -135,4 +138,4 @@ def _resolve_endpoint(cfg: StoreConfig) -> S3Endpoint:
     if found is not None:
         frozen = found.get_frozen_credentials()
         creds = S3Credentials(frozen.access_key, frozen.secret_key, frozen.token)
-    return S3Endpoint(scheme=scheme, host=host, region=region, credentials=creds)
+    return S3Endpoint(scheme=scheme, host=host, region=region, attempts=cfg.max_retries + 1, credentials=creds)

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 TokenText = Callable[[Sequence[int]], Sequence[str]]  # token ids -> one display string per token
 
@@ -36,6 +37,7 @@ def lines_by_step(table: pa.Table, series: dict[str, str], title: str, ylabel: s
     for column, label in series.items():
         ax.plot(steps, _col(table, column), marker="o", markersize=3, label=label)
     ax.set(title=title, xlabel="step", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -51,6 +53,7 @@ def stacked_bars_by_step(table: pa.Table, series: dict[str, str], title: str, pa
         ax.bar(steps, values, bottom=bottom, label=label)
         bottom += values
     ax.set(title=title, xlabel="step", ylabel="samples")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return _save(fig, path)
 
