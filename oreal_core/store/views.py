@@ -2,8 +2,8 @@
 
 Views list only *committed* artefacts (those with a stage manifest), so a write in
 flight or a crashed one is never seen. ``step`` comes from the ``step=<n>`` Hive
-partition; ``union_by_name`` lets a view span artefacts of older schema versions that
-lack a newer column. For ``s3://`` lakes the httpfs extension is loaded from the
+partition; once a table's schema is past v1, ``union_by_name`` lets its view span
+artefacts of older versions that lack a newer column. For ``s3://`` lakes the httpfs extension is loaded from the
 ``duckdb-extension-httpfs`` wheel (never downloaded) and the store's credentials become a
 temporary DuckDB secret that lives only in this connection.
 
@@ -62,9 +62,12 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -
         con.from_arrow(empty).create_view(table)
         return
     rest = ", ".join(f'"{n}"' for n in schema.names if n != "run_id")
+    # union_by_name makes DuckDB open every file's footer at bind time (0.5 s on a 1M-sample
+    # lake); only a table past v1 can have artefacts of differing schemas that need it.
+    union = "true" if TABLES[table].version > 1 else "false"
     con.execute(
-        f'CREATE VIEW "{table}" AS SELECT run_id, step, {rest} FROM read_parquet(?, hive_partitioning = true, '
-        "hive_types = {'step': BIGINT}, union_by_name = true)".replace("?", _sql_list(files))
+        f'CREATE VIEW "{table}" AS SELECT run_id, step, {rest} FROM read_parquet({_sql_list(files)}, '
+        f"hive_partitioning = true, hive_types = {{'step': BIGINT}}, union_by_name = {union})"
     )
 
 

@@ -3,6 +3,7 @@ plus a builder of realistic stage records so the same tests run against both sto
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -34,6 +35,8 @@ BUCKET = "oreal-lake"
 def s3_server():
     """A real S3 API (moto's HTTP server) on 127.0.0.1; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
 
     env = {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
            # pyarrow's aws-chunked uploads are stored framed by some servers (ENVIRONMENT.md §5)
