@@ -5,21 +5,31 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 
 import pytest
 
-from oreal_core.store import QueryRefused
+from oreal_core.config import StoreConfig
+from oreal_core.store import Lake, QueryRefused
 from oreal_core.store.errors import QueryFailed
 from oreal_core.store.layout import data_key
 from oreal_core.store.query import check_read_only, run_query
-from tests.store.conftest import write_run
+from tests.store.conftest import BUCKET, write_run
 
 
-@pytest.fixture
-def filled(store_cfg, lake):
+@pytest.fixture(scope="module", params=["local", "s3"])
+def filled(request, tmp_path_factory):
+    """One lake per store kind for the whole module: these tests only read (or add
+    uncommitted files, which are invisible by design)."""
+    if request.param == "local":
+        cfg = StoreConfig(uri=str(tmp_path_factory.mktemp("query") / "lake"))
+    else:
+        cfg = StoreConfig(uri=f"s3://{BUCKET}/{uuid.uuid4().hex}", endpoint_url=request.getfixturevalue("s3_server"),
+                          max_retries=1)
+    lake = Lake.open(cfg)
     made = write_run(lake, "r1", steps=3, judge=True)
     write_run(lake, "r2", steps=1)
-    return store_cfg, made
+    return cfg, made
 
 
 def test_views_span_runs_and_steps_with_step_from_the_partition(filled):
@@ -59,8 +69,9 @@ def test_csv_and_table_output(filled):
     assert "samples" in run_query(cfg, "SHOW TABLES")
 
 
-def test_uncommitted_artefacts_are_invisible_to_views(filled, lake):
+def test_uncommitted_artefacts_are_invisible_to_views(filled):
     cfg, _ = filled
+    lake = Lake.open(cfg)
     lake._put(data_key("r2", 5, "samples"), b"not committed")
     out = json.loads(run_query(cfg, "SELECT count(*) AS n FROM samples WHERE run_id = 'r2'", "json"))
     assert out == [{"n": 16}]
@@ -100,9 +111,10 @@ def test_reading_outside_the_lake_is_refused(filled, tmp_path):
         run_query(cfg, "SELECT 1", "xml")
 
 
-def test_direct_read_parquet_inside_the_lake_root(filled, lake):
+def test_direct_read_parquet_inside_the_lake_root(filled):
     """DuckDB read_parquet on the lake's own URIs (s3:// through the bundled httpfs)."""
     cfg, _ = filled
+    lake = Lake.open(cfg)
     uri = lake.data_uri("r1", 1, "samples")
     out = json.loads(run_query(cfg, f"SELECT count(*) AS n, min(step) AS s FROM read_parquet('{uri}', hive_partitioning = true)", "json"))
     assert out == [{"n": 16, "s": 1}]

@@ -67,3 +67,13 @@ def test_report_over_s3(store_cfg, lake, tmp_path):
     write_run(lake, "r1", steps=2, judge=True)
     out = write_report(store_cfg, "r1", tmp_path / "report")
     assert all(_is_png(out / name) for name in ALL_PLOTS)
+
+
+def test_report_and_query_take_the_whole_config(tmp_path):
+    from oreal_core.config import load_config
+    from oreal_core.store.query import run_query
+
+    cfg = load_config(None, [f"store.uri={tmp_path / 'lake'}"])
+    write_run(Lake.open(cfg.store), "r1", steps=1)
+    assert (write_report(cfg, "r1", tmp_path / "report") / "summary.md").is_file()
+    assert run_query(cfg, "SELECT count(*) AS n FROM samples", "csv") == "n\n16\n"

@@ -27,12 +27,15 @@ def counting_dead_server():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
-    accepted = []
+    server.settimeout(0.1)  # so the thread notices the close below
+    accepted, stop = [], threading.Event()
 
     def serve():
-        while True:
+        while not stop.is_set():
             try:
                 conn, _ = server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             accepted.append(1)
@@ -41,8 +44,9 @@ def counting_dead_server():
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield server.getsockname()[1], accepted
-    server.close()
+    stop.set()
     thread.join(timeout=5)
+    server.close()
 
 
 @pytest.mark.parametrize("max_retries", [0, 2])

@@ -111,3 +111,13 @@ def test_layout_keys_and_parsing():
                   "_staging/abc/samples.manifest.json", "runs/run-1/x/step=1/s.manifest.json"):
         assert parse_manifest_key(other) is None
     assert check_run_id("2026-11-22_tiny.cpu") == "2026-11-22_tiny.cpu"
+
+
+def test_sampling_params_from_the_config_sections():
+    from oreal_core.config import OrealConfig
+
+    cfg = OrealConfig()
+    rollout = SamplingParams.of(cfg.rollout)
+    assert (rollout.temperature, rollout.top_p, rollout.max_new_tokens, rollout.seed) == (
+        cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens, cfg.rollout.seed)
+    assert SamplingParams.of(cfg.eval).seed is None
