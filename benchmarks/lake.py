@@ -13,7 +13,8 @@
 
     .venv/bin/python benchmarks/lake.py [--samples 1000000] [--keep DIR]
 
-Last line: one JSON object with step_write_s, query_s, rows (DESIGN.md §8) and more.
+Last line: one JSON object with step_write_s, query_s (the SLOWEST typical query, the join
+included), rows (DESIGN.md §8), plus the baselines, the median query and the load average.
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ def main() -> None:
         query_rows, connect_s, cli_s = bench_queries(cfg)
     print_tables(write, query_rows, rows, build_s, connect_s, cli_s)
     slowest = max(r[1] for r in query_rows)
+    typical = statistics.median(r[1] for r in query_rows)
     print(json.dumps({"step_write_s": round(write["step_write_s"], 4), "query_s": round(slowest, 4), "rows": rows,
+                      "query_median_s": round(typical, 4), "load_avg": round(os.getloadavg()[0], 2),
                       "raw_write_s": round(write["raw_write_s"], 4), "lake_write_only_s": round(write["lake_write_only_s"], 4),
                       "step_write_s3_s": round(write.get("step_write_s3_s", float("nan")), 4),
                       "raw_query_s": round(max(r[2] for r in query_rows), 4), "views_connect_s": round(connect_s, 4),
