@@ -53,8 +53,13 @@ class Lake:
 
     # ------------------------------------------------------------------ runs
 
-    def open_run(self, run_id: str, config_hash: str, *, version: str | None = None) -> RunManifest:
-        """Start a run, or resume it if its manifest records the same config hash."""
+    def open_run(self, run_id: str, config_hash: str, *, config_text: str | None = None,
+                 version: str | None = None) -> RunManifest:
+        """Start a run, or resume it if its manifest records the same config hash.
+
+        ``config_text`` (the resolved config as YAML, ``cfg.to_yaml()``) is kept beside the
+        manifest as ``config.yaml`` so a refused resume can be diffed against the original.
+        """
         key = layout.run_manifest_key(run_id)
         version = version or code_version()
         existing = self._read_manifest(RunManifest, key)
@@ -62,13 +67,17 @@ class Lake:
             if existing.config_hash != config_hash:
                 raise ConfigMismatch(
                     f"run {run_id!r} was started with config {existing.config_hash} and cannot resume "
-                    f"under config {config_hash}; start a new run id, or restore the original config"
+                    f"under config {config_hash}; start a new run id, or restore the original config "
+                    f"({self.location.uri}/{layout.run_dir(run_id)}/{layout.RUN_CONFIG} if it was recorded)"
                 )
             if existing.code_version != version:
                 log.warning("run %s: resuming under code %s (started with %s)", run_id, version, existing.code_version)
             return existing
         manifest = RunManifest(run_id=run_id, config_hash=config_hash, code_version=version, created_at=utc_now())
         with self._staged() as stage_dir:
+            if config_text is not None:  # before run.json: the manifest stays the commit marker
+                self._put(posixpath.join(stage_dir, layout.RUN_CONFIG), config_text.encode())
+                self._move(posixpath.join(stage_dir, layout.RUN_CONFIG), f"{layout.run_dir(run_id)}/{layout.RUN_CONFIG}")
             self._put(posixpath.join(stage_dir, layout.RUN_MANIFEST), dump(manifest))
             self._move(posixpath.join(stage_dir, layout.RUN_MANIFEST), key)
         return manifest

@@ -1,6 +1,7 @@
 """Key layout of the lake, and the run-id rule that keeps every key inside its root.
 
     <root>/runs/<run_id>/run.json                          run manifest (config hash, code version)
+    <root>/runs/<run_id>/config.yaml                       the resolved config it started with
     <root>/runs/<run_id>/step=<n>/<table>.parquet          committed data
     <root>/runs/<run_id>/step=<n>/<table>.manifest.json    commit marker: written last
     <root>/_staging/<uuid>/...                             in-flight writes, never read
@@ -20,6 +21,7 @@ from oreal_core.store.errors import InvalidRunId, StoreError
 RUNS_DIR = "runs"
 STAGING_DIR = "_staging"
 RUN_MANIFEST = "run.json"
+RUN_CONFIG = "config.yaml"
 DATA_SUFFIX = ".parquet"
 MANIFEST_SUFFIX = ".manifest.json"
 

@@ -97,6 +97,16 @@ def test_resume_with_same_config_and_refuse_a_changed_one(lake):
     assert lake.manifest("r1", 0, "samples").config_hash == "hash-a"
 
 
+def test_the_resolved_config_is_kept_and_named_on_refusal(lake):
+    from oreal_core.config import OrealConfig
+
+    cfg = OrealConfig()
+    lake.open_run("r1", cfg.hash(), config_text=cfg.to_yaml())
+    assert lake._get(f"{layout.run_dir('r1')}/{layout.RUN_CONFIG}").decode() == cfg.to_yaml()
+    with pytest.raises(ConfigMismatch, match="config.yaml"):
+        lake.open_run("r1", "other")
+
+
 def test_unknown_run_is_a_clear_error(lake):
     lake.open_run("known", "h")
     with pytest.raises(RunNotFound, match="no run 'ghost'.*known"):
