@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from oreal_core.config import ConfigError, OrealConfig, load_config
+from oreal_core.store import StoreError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -32,6 +33,20 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    from oreal_core.store.query import run_query
+
+    print(run_query(config_from(args), args.sql, args.format))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from oreal_core.store.report import write_report
+
+    print(write_report(config_from(args), args.run_id, args.out))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     print("oreal demo: not yet — the end-to-end flow lands with the Prefect DAG issue.")
     return 0
@@ -43,11 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands: dict[str, tuple[str, Command]] = {
         "config": ("print the resolved config and its hash", _cmd_config),
         "demo": ("run the whole loop on the tiny CPU policy", _cmd_demo),
+        "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
+                  "metrics, eval, runs)", _cmd_query),
+        "report": ("write plots and a markdown summary of a run", _cmd_report),
     }
+    parsers = {}
     for name, (help_text, func) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_config_args(p)
         p.set_defaults(func=func)
+        parsers[name] = p
+    parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
+    parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parsers["report"].add_argument("run_id")
+    parsers["report"].add_argument("--out", default=None, help="output folder (default reports/RUN_ID)")
     return parser
 
 
@@ -58,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"oreal: config error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"oreal: lake error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,3 +19,16 @@ def test_console_script_is_installed():
     bin_dir = __import__("pathlib").Path(sys.executable).parent
     out = subprocess.run([str(bin_dir / "oreal"), "--help"], capture_output=True, text=True, check=True).stdout
     assert "config" in out and "demo" in out
+
+
+def test_query_refuses_writes_and_reads_an_empty_lake(tmp_path, capsys):
+    store = f"store.uri={tmp_path}"
+    assert main(["query", "--set", store, "DROP TABLE samples"]) == 1
+    assert "lake error" in capsys.readouterr().err
+    assert main(["query", "--set", store, "--format", "json", "SELECT count(*) AS n FROM samples"]) == 0
+    assert '"n": 0' in capsys.readouterr().out
+
+
+def test_report_of_unknown_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--set", f"store.uri={tmp_path}", "no-such-run"]) == 1
+    assert "no-such-run" in capsys.readouterr().err
