@@ -107,3 +107,16 @@ def collate(samples: list[ScoredSample], rows: list[int], pad_id: int) -> MicroB
 def micro_batches(samples: list[ScoredSample], budget: int, pad_id: int) -> list[MicroBatch]:
     lengths = [len(s.prompt_token_ids) + len(s.token_ids) for s in samples]
     return [collate(samples, rows, pad_id) for rows in plan_micro_batches(lengths, budget)]
+
+
+def idle_micro_batch(pad_id: int) -> MicroBatch:
+    """A one-token micro-batch with no response token: its losses are exactly zero.
+
+    Under data parallelism every rank must run the same number of backward passes (each
+    one's gradient reduction is a collective); a rank with fewer micro-batches than the
+    busiest rank runs these to keep in step.
+    """
+    one = torch.full((1, 1), pad_id, dtype=torch.long)
+    return MicroBatch(rows=(), input_ids=one, attention_mask=torch.ones_like(one), positions=torch.zeros_like(one),
+                      targets=one.clone(), mask=torch.zeros((1, 1), dtype=torch.bool),
+                      advantages=torch.zeros(1), is_positive=torch.zeros(1, dtype=torch.bool))

@@ -61,6 +61,15 @@ def sum_floats(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, packed.tolist(), strict=True))
 
 
+def max_int(value: int) -> int:
+    """The largest ``value`` over all ranks."""
+    if world_size() == 1:
+        return value
+    packed = torch.tensor([value], dtype=torch.long, device=device())
+    dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+    return int(packed.item())
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (small per-sample records only)."""
     if world_size() == 1:

@@ -37,7 +37,7 @@ from oreal_core.algo.schedule import actor_frozen, actor_schedule_step, warmup_c
 from oreal_core.algo.token_rm import sequence_loss, token_weights
 from oreal_core.config import OptimConfig, OrealConfig
 from oreal_core.train import checkpoint, distributed
-from oreal_core.train.batching import MicroBatch, micro_batches, validate_samples
+from oreal_core.train.batching import MicroBatch, idle_micro_batch, micro_batches, validate_samples
 from oreal_core.train.engines import Engine, build_engine
 from oreal_core.train.models import (
     build_actor,
@@ -118,7 +118,7 @@ class Trainer:
             self.rm.set_lr(rm_lr)
         sums, records = StepSums(), {}
         try:
-            for mb in micro_batches(local, self.cfg.train.micro_batch_tokens, self.pad_id):
+            for mb in self._micro_batches(local):
                 with surface_oom(mb, self.cfg.train.micro_batch_tokens):
                     records.update(self._micro_step(mb.to(self.device), local, shard, counts, frozen, sums))
         except ValueError as exc:
@@ -141,8 +141,25 @@ class Trainer:
         return TrainStepResult(step=step, status=StepStatus.TRAINED, actor_updated=not frozen,
                                metrics=StepMetrics.of(step, values), token_rm=_gather_records(records, batch))
 
+    def _micro_batches(self, local: list[ScoredSample]) -> list[MicroBatch]:
+        """This rank's micro-batches, padded with idle ones to the busiest rank's count."""
+        mbs = micro_batches(local, self.cfg.train.micro_batch_tokens, self.pad_id)
+        busiest = distributed.max_int(len(mbs))
+        return mbs + [idle_micro_batch(self.pad_id)] * (busiest - len(mbs))
+
+    def _idle_micro_step(self, mb: MicroBatch, frozen: bool) -> None:
+        """Zero-loss backward passes that only join the other ranks' gradient reductions."""
+        if self.rm:
+            self.rm.engine.backward(self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions).sum() * 0.0)
+        if not frozen:
+            logp, _ = self.actor.engine(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+            self.actor.engine.backward(logp.sum() * 0.0)
+
     def _micro_step(self, mb: MicroBatch, local: list[ScoredSample], shard: list[int], counts: dict[str, float],
                     frozen: bool, sums: StepSums) -> dict[int, TokenRMRecord]:
+        if not mb.rows:
+            self._idle_micro_step(mb, frozen)
+            return {}
         world = distributed.world_size()
         with torch.no_grad():
             ref_logp, _ = self.reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
