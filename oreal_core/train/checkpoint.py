@@ -63,6 +63,19 @@ class CheckpointLayout:
         return max(done, key=lambda p: p.name) if done else None
 
 
+    def prune_hf(self, keep_last: int, keep_every: int) -> list[Path]:
+        """Delete HF checkpoints beyond the newest ``keep_last`` (0 = keep all), sparing
+        every ``keep_every``-th step (evaluation picks among those); returns what went."""
+        if keep_last <= 0:
+            return []
+        done = sorted(p for p in (self.root / "hf").glob("step=*") if p.is_dir())
+        doomed = [p for p in done[:-keep_last]
+                  if not (keep_every > 0 and (int(p.name.split("=")[1]) + 1) % keep_every == 0)]
+        for path in doomed:
+            shutil.rmtree(path)
+        return doomed
+
+
 def staging_dir(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
 

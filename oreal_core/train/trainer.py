@@ -216,6 +216,8 @@ class Trainer:
         hf_dir = self.layout.hf_dir(step)
         checkpoint.save_hf_actor(self.actor.engine, self.cfg.train.zero_stage, self.policy_dir, hf_dir)
         hf_uri = self.sink.publish(hf_dir, hf_dir.relative_to(self.layout.root).as_posix())
+        if distributed.rank() == 0:
+            self.layout.prune_hf(self.cfg.train.keep_hf_checkpoints, self.cfg.run.eval_every)
         state_uri = None
         last = step + 1 == self.cfg.run.total_steps
         if (step + 1) % self.cfg.run.checkpoint_every == 0 or last:

@@ -58,3 +58,4 @@ def test_micro_batches_cover_each_sample_once():
     assert sorted(i for mb in mbs for i in mb.rows) == list(range(len(batch.samples)))
     assert all(mb.padded_tokens <= 64 or len(mb.rows) == 1 for mb in mbs)
     assert all(mb.advantages.dtype == torch.float32 for mb in mbs)
+

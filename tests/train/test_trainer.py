@@ -204,3 +204,27 @@ def test_out_of_memory_names_the_micro_batch_size():
     with pytest.raises(MicroBatchOutOfMemoryError, match=r"micro-batch of 4 samples x \d+ tokens.*micro_batch_tokens \(now 512\)"), \
             surface_oom(mb, 512):
         torch.empty(1 << 62, dtype=torch.uint8)  # a real allocation failure of the CPU allocator
+
+
+def test_zero_stage_3_trains_the_same_step_as_stage_2(config, policy_dir, run_a, tmp_path):
+    """ZeRO-3 (the 7B config's stage) partitions parameters too; the math must not change,
+    and the HF checkpoint must gather the full weights."""
+    _, results_a, snapshots_a = run_a
+    trainer = Trainer(replace(config, train=replace(config.train, zero_stage=3)), policy_dir, tmp_path)
+    for step in range(3):
+        result = trainer.train_step(toy_batch(step, seed=step))
+        assert result.metrics.as_dict()["loss"] == pytest.approx(results_a[step].metrics.as_dict()["loss"], rel=1e-5)
+    saved = AutoModelForCausalLM.from_pretrained(result.hf_checkpoint).state_dict()
+    for name, value in snapshots_a[2][0].items():
+        torch.testing.assert_close(saved[name.removeprefix("model.")], value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_bf16_step_on_gpu(policy_dir, tmp_path):
+    """On a CUDA machine: bf16 DeepSpeed engines (auto dtype), flash-attn or SDPA."""
+    cfg = load_config("tiny-cpu", ["model.dtype=auto", "train.dtype=auto", "actor.freeze_steps=0", "token_rm.enabled=true"])
+    trainer = Trainer(cfg, policy_dir, tmp_path)
+    assert next(trainer.actor.engine.module.parameters()).dtype == torch.bfloat16
+    result = trainer.train_step(toy_batch(0))
+    assert result.status is StepStatus.TRAINED and math.isfinite(result.metrics.as_dict()["loss"])
+    assert AutoModelForCausalLM.from_pretrained(result.hf_checkpoint) is not None
