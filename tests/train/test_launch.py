@@ -63,3 +63,5 @@ def test_two_ranks_train_the_same_weights_as_one(batch_files, policy_dir, tmp_pa
     assert m2["metrics"]["num_tokens"] == m1["metrics"]["num_tokens"]
     assert [r["sample_idx"] for r in m2["token_rm"]] == [r["sample_idx"] for r in m1["token_rm"]]
     assert (double / "state" / "step=000001" / "trainer_state.json").is_file()
+    # Relaunching with --resume restores step 1's full state and skips the trained steps.
+    assert run(parse_args([*common, "--checkpoint-root", str(single), "--resume"])) == []
