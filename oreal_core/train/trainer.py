@@ -80,6 +80,10 @@ class Trainer:
         self.sink = sink or checkpoint.LocalSink()
         self.fingerprint = checkpoint.model_fingerprint(self.policy_dir)
         self.next_step = 0
+        if not cfg.token_rm.enabled and cfg.actor.freeze_steps:
+            log.warning("actor.freeze_steps=%d with token_rm.enabled=false: the freeze exists to warm up the "
+                        "token RM; without it those steps train nothing (the reference's no-RM config uses 0)",
+                        cfg.actor.freeze_steps)
 
     # ------------------------------------------------------------------ schedules
 
