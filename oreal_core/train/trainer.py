@@ -88,12 +88,7 @@ class Trainer:
     # ------------------------------------------------------------------ schedules
 
     def learning_rates(self, step: int) -> tuple[float, float]:
-        """(actor LR, RM LR) at RL step ``step``."""
-        actor_cfg, total = self.cfg.actor, self.cfg.run.total_steps
-        advances = actor_cfg.scheduler_advances_while_frozen
-        actor_total = total if advances else max(1, total - actor_cfg.freeze_steps)
-        actor_step = actor_schedule_step(step, actor_cfg.freeze_steps, advances)
-        return (_lr(actor_cfg.optim, actor_step, actor_total), _lr(self.cfg.token_rm.optim, step, total))
+        return learning_rates(self.cfg, step)
 
     # ------------------------------------------------------------------ the step
 
@@ -254,6 +249,15 @@ class Trainer:
         checkpoint.load_full_state(self._engines(), state_dir)
         self.next_step = int(meta["next_step"])
         return self.next_step
+
+
+def learning_rates(cfg: OrealConfig, step: int) -> tuple[float, float]:
+    """(actor LR, RM LR) at RL step ``step`` (see the module docstring for the freeze)."""
+    actor_cfg, total = cfg.actor, cfg.run.total_steps
+    advances = actor_cfg.scheduler_advances_while_frozen
+    actor_total = total if advances else max(1, total - actor_cfg.freeze_steps)
+    actor_step = actor_schedule_step(step, actor_cfg.freeze_steps, advances)
+    return (_lr(actor_cfg.optim, actor_step, actor_total), _lr(cfg.token_rm.optim, step, total))
 
 
 def _lr(optim: OptimConfig, step: int, total: int) -> float:
