@@ -265,9 +265,13 @@ class TrainConfig:
     zero_stage: Literal[0, 1, 2, 3] = 2
     micro_batch_tokens: int = 16384  # token budget of one micro-batch (gradient accumulation)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # HF-format actor checkpoints are written every step (the rollout engine reloads them);
+    # 0 keeps all, N keeps the newest N plus every run.eval_every-th step (a 7B one is 15 GB).
+    keep_hf_checkpoints: int = 0
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, "must be >= 1")
+        _check(self.keep_hf_checkpoints >= 0, "keep_hf_checkpoints", self.keep_hf_checkpoints, "must be >= 0 (0 = keep all)")
 
 
 @dataclass(frozen=True)
