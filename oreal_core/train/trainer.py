@@ -104,6 +104,22 @@ class Trainer:
             result = self._train(batch)
         return self._checkpoint(result)
 
+    @torch.no_grad()
+    def score_tokens(self, batch: ScoredBatch) -> tuple[TokenRMRecord, ...]:
+        """Token-RM scores and weights of the kept samples under the RM as it is now, i.e.
+        before this step's update: exactly what ``train_step(batch)`` will weight tokens by.
+        Lets the score stage commit them to the lake before training starts."""
+        if self.rm is None or not batch.samples:
+            return ()
+        validate_samples(batch.samples, self.vocab_size)
+        local = list(batch.samples)
+        records: dict[int, TokenRMRecord] = {}
+        for mb in micro_batches(local, self.cfg.train.micro_batch_tokens, self.pad_id):
+            mb = mb.to(self.device)
+            scores = self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions)
+            records.update(_records(mb, scores, self._token_weights(scores, mb), local, list(range(len(local)))))
+        return tuple(records[i] for i in sorted(records))
+
     def _train(self, batch: ScoredBatch) -> TrainStepResult:
         start = time.perf_counter()
         step, world, rank = batch.step, distributed.world_size(), distributed.rank()

@@ -51,13 +51,25 @@ def config():
 
 @pytest.fixture(scope="module")
 def run_a(config, policy_dir, tmp_path_factory):
-    """The uninterrupted run: steps 0-3, full state saved after step 1 (checkpoint_every 2)."""
+    """The uninterrupted run: steps 0-3, full state saved after step 1 (checkpoint_every 2).
+    Before each step the token-RM records are also scored ahead (as the score stage does)."""
     trainer = Trainer(config, policy_dir, tmp_path_factory.mktemp("run-a"))
-    results, snapshots = [], []
+    results, snapshots, scored_ahead = [], [], []
     for step in range(4):
-        results.append(trainer.train_step(toy_batch(step, seed=step)))
+        batch = toy_batch(step, seed=step)
+        scored_ahead.append(trainer.score_tokens(batch))
+        results.append(trainer.train_step(batch))
         snapshots.append((params(trainer.actor.engine), params(trainer.rm.engine)))
+    trainer.scored_ahead = scored_ahead
     return trainer, results, snapshots
+
+
+def test_scoring_ahead_gives_the_weights_the_step_trains_with(run_a):
+    trainer, results, _ = run_a
+    for ahead, result in zip(trainer.scored_ahead, results, strict=True):
+        assert [(r.prompt_id, r.sample_idx) for r in ahead] == [(r.prompt_id, r.sample_idx) for r in result.token_rm]
+        for a, b in zip(ahead, result.token_rm, strict=True):
+            assert a.weights == pytest.approx(b.weights, abs=1e-6) and a.scores == pytest.approx(b.scores, abs=1e-6)
 
 
 def test_actor_frozen_while_rm_learns_from_a_zero_head(run_a, policy_dir):
