@@ -1,0 +1,83 @@
+"""Answer equivalence with math-verify (OREAL_SPEC.md §4, ``math_equal``).
+
+This module runs inside the rule-check worker processes. math-verify's own timeouts use
+``signal.alarm``, which only works on the main thread (a Prefect ``.submit()`` task is not
+on it), so both are disabled here and the per-item timeout is enforced by killing the
+worker process instead (see :mod:`oreal_core.verify.workers`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from oreal_core.types import Outcome
+from oreal_core.verify.extract import normalise_answer
+
+# The reference's math_equal accepts numbers within a relative tolerance of 1e-4
+# (e.g. 4.6667 for 14/3); math-verify alone rounds to 6 decimals and would reject it.
+NUMERIC_REL_TOL = 1e-4
+_MAX_REASON = 160
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What the rule check concluded about one (answer, gold) pair."""
+
+    outcome: Outcome  # CORRECT, INCORRECT or UNPARSEABLE
+    reason: str
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "..."
+
+
+def _parse(latex: str) -> list:
+    from math_verify import parse
+
+    return parse(latex, parsing_timeout=None)
+
+
+def _has_math(parsed: list) -> bool:
+    """math-verify falls back to the raw string when LaTeX does not parse; that is not math."""
+    return any(not isinstance(item, str) for item in parsed)
+
+
+def _numerically_close(gold: list, answer: list) -> bool:
+    for g in gold[:1]:
+        for a in answer[:1]:
+            try:
+                if not (getattr(g, "is_number", False) and getattr(a, "is_number", False)):
+                    continue
+                gv, av = complex(g.evalf()), complex(a.evalf())
+            except (TypeError, ValueError, ArithmeticError):
+                continue
+            if gv.imag == 0 and av.imag == 0 and abs(av.real - gv.real) <= NUMERIC_REL_TOL * max(abs(gv.real), 1e-12):
+                return True
+    return False
+
+
+def rule_equivalent(answer: str, gold: str) -> RuleResult:
+    """Decide whether ``answer`` (extracted from a response) equals ``gold``.
+
+    Never raises for bad input: an unparseable side is an ``UNPARSEABLE`` result naming it.
+    """
+    from math_verify import verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    if normalise_answer(answer) == normalise_answer(gold):
+        return RuleResult(Outcome.CORRECT, "answer equals gold after normalisation")
+    parsed_gold = _parse(f"${gold}$") or _parse(gold)
+    if not _has_math(parsed_gold):
+        return RuleResult(Outcome.UNPARSEABLE, f"gold answer does not parse: {_short(gold)!r}")
+    parsed_answer = _parse(f"\\boxed{{{answer}}}")
+    if not _has_math(parsed_answer):
+        return RuleResult(Outcome.UNPARSEABLE, f"extracted answer does not parse: {_short(answer)!r}")
+    if verify(parsed_gold, parsed_answer, timeout_seconds=None):
+        return RuleResult(Outcome.CORRECT, "math-verify: equivalent")
+    if _numerically_close(parsed_gold, parsed_answer):
+        return RuleResult(Outcome.CORRECT, f"numerically equal within relative {NUMERIC_REL_TOL:g}")
+    return RuleResult(Outcome.INCORRECT,
+                      f"math-verify: not equivalent (answer {_short(parsed_answer[0])}, "
+                      f"gold {_short(parsed_gold[0])})")
