@@ -107,7 +107,7 @@ def normalise_answer(answer: str) -> str:
     period), so two answers with the same key are the same answer; it never decides
     equivalence beyond that.
     """
-    text = answer.strip().strip("$").rstrip(".")
+    text = answer.strip().rstrip(".").strip().strip("$")
     text = _FRAC_VARIANTS.sub(r"\\frac", text)
     text = _SIZING.sub("", text)
     return _SPACING.sub("", text)
