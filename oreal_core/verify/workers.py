@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 _START_TIMEOUT_S = 120.0  # a spawned worker imports sympy/math-verify; 2 busy cores are slow
@@ -48,18 +52,31 @@ def _serve(conn: Connection, preload: tuple[str, ...]) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
+def _worker_env() -> dict[str, str]:
+    # The child must import the same oreal_core as the caller (a worktree, not an install).
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
 class _Worker:
-    def __init__(self, ctx: Any, preload: tuple[str, ...]) -> None:
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, preload), daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self, preload: tuple[str, ...]) -> None:
+        mine, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "oreal_core.verify.workers", str(theirs.fileno()), *preload],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_worker_env())
+        theirs.close()
+        self.conn = Connection(mine.detach())
         self.ready = False
         self.task: tuple[int, float] | None = None  # (item index, deadline)
 
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
     def kill(self) -> None:
         self.process.kill()
-        self.process.join(5)
+        self.process.wait(5)
         self.conn.close()
 
 
@@ -69,10 +86,9 @@ class TimeoutPool:
     def __init__(self, workers: int, preload: Sequence[str] = ()) -> None:
         if workers < 1:
             raise ValueError(f"workers={workers}: must be >= 1")
-        self._ctx = mp.get_context("spawn")  # fork is unsafe in a threaded caller (Prefect)
         self._preload = tuple(preload)
         self._lock = threading.Lock()
-        self._workers = [_Worker(self._ctx, self._preload) for _ in range(workers)]
+        self._workers = [_Worker(self._preload) for _ in range(workers)]
         self.restarts = 0
         self._wait_ready()
 
@@ -112,7 +128,7 @@ class TimeoutPool:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                self._replace(worker, results, Failed(f"worker died (exit code {worker.process.exitcode})"))
+                self._replace(worker, results, Failed(f"worker died (exit code {worker.exitcode})"))
                 continue
             if not worker.ready:
                 worker.ready = message == "ready"
@@ -130,7 +146,7 @@ class TimeoutPool:
         if worker.task:
             results[worker.task[0]] = outcome
         worker.kill()
-        self._workers[self._workers.index(worker)] = _Worker(self._ctx, self._preload)
+        self._workers[self._workers.index(worker)] = _Worker(self._preload)
         self.restarts += 1
 
     def close(self) -> None:
@@ -139,11 +155,11 @@ class TimeoutPool:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
             for worker in self._workers:
-                worker.process.join(2)
-                if worker.process.is_alive():
-                    worker.kill()
-                else:
+                try:
+                    worker.process.wait(2)
                     worker.conn.close()
+                except subprocess.TimeoutExpired:
+                    worker.kill()
             self._workers = []
 
     def __enter__(self) -> TimeoutPool:
@@ -151,3 +167,7 @@ class TimeoutPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])), tuple(sys.argv[2:]))
