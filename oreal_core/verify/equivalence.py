@@ -8,6 +8,7 @@ worker process instead (see :mod:`oreal_core.verify.workers`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -33,18 +34,20 @@ def _short(value: object) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "..."
 
 
-def _parse(latex: str) -> list:
+@functools.lru_cache(maxsize=8192)
+def _parse(latex: str) -> tuple:
+    """Memoised per worker: the 16 samples of a prompt share one gold, and answers repeat."""
     from math_verify import parse
 
-    return parse(latex, parsing_timeout=None)
+    return tuple(parse(latex, parsing_timeout=None))
 
 
-def _has_math(parsed: list) -> bool:
+def _has_math(parsed: tuple) -> bool:
     """math-verify falls back to the raw string when LaTeX does not parse; that is not math."""
     return any(not isinstance(item, str) for item in parsed)
 
 
-def _numerically_close(gold: list, answer: list) -> bool:
+def _numerically_close(gold: tuple, answer: tuple) -> bool:
     for g in gold[:1]:
         for a in answer[:1]:
             try:
@@ -74,7 +77,7 @@ def rule_equivalent(answer: str, gold: str) -> RuleResult:
     parsed_answer = _parse(f"\\boxed{{{answer}}}")
     if not _has_math(parsed_answer):
         return RuleResult(Outcome.UNPARSEABLE, f"extracted answer does not parse: {_short(answer)!r}")
-    if verify(parsed_gold, parsed_answer, timeout_seconds=None):
+    if verify(list(parsed_gold), list(parsed_answer), timeout_seconds=None):
         return RuleResult(Outcome.CORRECT, "math-verify: equivalent")
     if _numerically_close(parsed_gold, parsed_answer):
         return RuleResult(Outcome.CORRECT, f"numerically equal within relative {NUMERIC_REL_TOL:g}")

@@ -31,14 +31,18 @@ def chat_body(content: str) -> str:
                                     "message": {"role": "assistant", "content": content}}]})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections at 64 in flight
+
+
 class ScriptedOpenAI:
     def __init__(self, script: Callable[[int, dict], Reply], model: str = "scripted-judge") -> None:
         self.script = script
         self.model = model
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
