@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from oreal_core.config import VerifierConfig
-from oreal_core.types import FinishReason, Outcome, Verdict, VerdictSource
+from oreal_core.types import FinishReason, Outcome, Prompt, Sample, Verdict, VerdictSource
 from oreal_core.verify.cache import CacheKey, VerdictCache, cache_key
 from oreal_core.verify.equivalence import RuleResult
 from oreal_core.verify.extract import Extraction, extract_answer, summary_part
@@ -33,6 +33,10 @@ class VerifyItem:
     finish_reason: FinishReason
     gold: str
     question: str = ""
+
+    @classmethod
+    def of(cls, sample: Sample, prompt: Prompt) -> VerifyItem:
+        return cls(sample.response, sample.finish_reason, prompt.gold_answer, prompt.question)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,12 @@ class TimeoutPool:
             starting = [w for w in self._workers if not w.ready]
             for conn in wait([w.conn for w in starting], timeout=max(0.0, deadline - time.monotonic())):
                 worker = next(w for w in starting if w.conn is conn)
-                worker.ready = conn.recv() == "ready"
+                try:
+                    worker.ready = conn.recv() == "ready"
+                except (EOFError, OSError):
+                    self.close()
+                    raise RuntimeError(f"rule-check worker exited with code {worker.exitcode} while "
+                                       f"starting (see its stderr above)") from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rule-check workers did not start within {_START_TIMEOUT_S:.0f}s")
 
@@ -128,6 +133,9 @@ class TimeoutPool:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
+                if not worker.ready:  # an environment problem, not bad input: restarting won't help
+                    raise RuntimeError(f"rule-check worker exited with code {worker.exitcode} while "
+                                       f"starting (see its stderr above)") from None
                 self._replace(worker, results, Failed(f"worker died (exit code {worker.exitcode})"))
                 continue
             if not worker.ready:

@@ -82,3 +82,10 @@ def test_one_bad_item_does_not_sink_the_batch(rule_pool):
 
 def test_check_without_explicit_pool_uses_shared_pool():
     assert check("\\boxed{2}", "2", VerifierConfig(rule_workers=1)).outcome is Outcome.CORRECT
+
+
+def test_worker_that_cannot_start_is_a_clear_error():
+    from oreal_core.verify.workers import TimeoutPool
+
+    with pytest.raises(RuntimeError, match="worker exited with code 1 while starting"):
+        TimeoutPool(1, preload=("oreal_core.no_such_module",))

@@ -117,3 +117,11 @@ def test_judge_disabled_or_never_is_rule_only(rule_pool, when):
     with Verifier(cfg, pool=rule_pool) as verifier:
         [verdict] = verifier.verify([item("\\boxed{13}")])
     assert verdict.source is VerdictSource.RULE and verdict.outcome is Outcome.INCORRECT
+
+
+def test_item_from_rollout_sample_and_prompt():
+    from oreal_core.types import Prompt, Sample
+
+    prompt = Prompt("p1", Q, "12", "<|im_start|>user\n...")
+    sample = Sample("p1", 0, "\\boxed{12}" + STOP, (1,), (2,), (-0.1,), FinishReason.STOP)
+    assert VerifyItem.of(sample, prompt) == item("\\boxed{12}")
