@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import certifi
 import httpx
 
 from oreal_core.config import JudgeConfig
@@ -73,20 +75,25 @@ class JudgeClient:
         self.breakers = {h: CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s) for h in self._hosts}
         self._model: str | None = cfg.model
         self._model_lock = asyncio.Lock()
-        self._http: httpx.AsyncClient | None = None
+        self._pools: list[httpx.AsyncClient] = []
 
     async def __aenter__(self) -> JudgeClient:
-        n = self.cfg.max_in_flight
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            timeout=httpx.Timeout(self.cfg.request_timeout_s),
-        )
+        # One connection pool per "process" of the reference's layout, each serving exactly
+        # concurrency_per_proc[0] workers: httpcore's pool scans every queued request against
+        # every connection on each state change (O(n^2)), which at 64 connections in one
+        # pool cost more CPU than the requests themselves (profiled; see benchmarks/verify.py).
+        per_pool = self.cfg.concurrency_per_proc[0]
+        tls = ssl.create_default_context(cafile=certifi.where())  # built once, not per pool
+        self._pools = [httpx.AsyncClient(limits=httpx.Limits(max_connections=per_pool,
+                                                             max_keepalive_connections=per_pool),
+                                         timeout=httpx.Timeout(self.cfg.request_timeout_s), verify=tls)
+                       for _ in range(self.cfg.num_processes)]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for pool in self._pools:
+            await pool.aclose()
+        self._pools = []
 
     def _pick_host(self) -> str | None:
         for _ in range(len(self._hosts)):
@@ -96,7 +103,8 @@ class JudgeClient:
                 return host
         return None
 
-    async def _send(self, method: str, path: str, payload: dict | None = None) -> tuple[str, dict]:
+    async def _send(self, http: httpx.AsyncClient, method: str, path: str,
+                    payload: dict | None = None) -> tuple[str, dict]:
         """One attempt on the next available host; breaker bookkeeping included."""
         host = self._pick_host()
         if host is None:
@@ -104,7 +112,7 @@ class JudgeClient:
         breaker = self.breakers[host]
         try:
             async with asyncio.timeout(self.cfg.request_timeout_s):
-                response = await self._http.request(method, host + path, json=payload)
+                response = await http.request(method, host + path, json=payload)
         except (TimeoutError, httpx.TimeoutException) as exc:
             breaker.record_failure()
             raise _Retryable(f"{host}: timed out after {self.cfg.request_timeout_s:g}s") from exc
@@ -122,14 +130,15 @@ class JudgeClient:
         except ValueError as exc:
             raise _Final(f"{host}: response is not JSON: {_clip(response.text)!r}") from exc
 
-    async def _with_retries(self, method: str, path: str, payload: dict | None = None) -> tuple[str, dict, int]:
+    async def _with_retries(self, http: httpx.AsyncClient, method: str, path: str,
+                            payload: dict | None = None) -> tuple[str, dict, int]:
         last_error = ""
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
                 # Full jitter: concurrent retries against a recovering host do not line up.
                 await asyncio.sleep(self._rng.uniform(0, self.cfg.backoff_base_s * 2 ** (attempt - 1)))
             try:
-                host, body = await self._send(method, path, payload)
+                host, body = await self._send(http, method, path, payload)
                 return host, body, attempt + 1
             except _Retryable as exc:
                 last_error = str(exc)
@@ -139,7 +148,7 @@ class JudgeClient:
         """The served model's name, from ``GET /v1/models`` unless configured."""
         async with self._model_lock:
             if self._model is None:
-                _, body, _ = await self._with_retries("GET", "/v1/models")
+                _, body, _ = await self._with_retries(self._pools[0], "GET", "/v1/models")
                 try:
                     self._model = body["data"][0]["id"]
                 except (KeyError, IndexError, TypeError) as exc:
@@ -153,12 +162,12 @@ class JudgeClient:
                 "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k,
                 "repetition_penalty": c.repetition_penalty, "max_tokens": c.max_tokens, "stop": list(c.stop)}
 
-    async def judge(self, request: JudgeRequest) -> JudgeResult:
+    async def judge(self, request: JudgeRequest, pool: int = 0) -> JudgeResult:
         """One grading call; every failure is a result with ``correct=None`` and an error."""
         start = time.perf_counter()
         try:
             model = await self.model()
-            host, body, attempts = await self._with_retries("POST", "/v1/chat/completions",
+            host, body, attempts = await self._with_retries(self._pools[pool], "POST", "/v1/chat/completions",
                                                             self._payload(model, request))
         except _Final as exc:
             return JudgeResult(None, None, str(exc), latency_s=time.perf_counter() - start)
@@ -174,13 +183,21 @@ class JudgeClient:
         return JudgeResult(grade, reply, error, host, attempts, elapsed)
 
     async def judge_many(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        gate = asyncio.Semaphore(self.cfg.max_in_flight)
+        """All requests, ``max_in_flight`` at a time: that many workers pull from one queue."""
+        results: list[JudgeResult | None] = [None] * len(requests)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(requests)):
+            queue.put_nowait(index)
 
-        async def bounded(request: JudgeRequest) -> JudgeResult:
-            async with gate:
-                return await self.judge(request)
+        async def worker(pool: int) -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                results[index] = await self.judge(requests[index], pool)
 
-        return list(await asyncio.gather(*(bounded(r) for r in requests)))
+        per_pool = self.cfg.concurrency_per_proc[0]
+        workers = min(self.cfg.max_in_flight, len(requests))
+        await asyncio.gather(*(worker(w // per_pool) for w in range(workers)))
+        return results  # type: ignore[return-value]  # every index was filled
 
 
 def judge_batch(cfg: JudgeConfig, requests: Sequence[JudgeRequest], seed: int | None = None) -> list[JudgeResult]:
