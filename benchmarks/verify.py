@@ -2,7 +2,8 @@
 
 Rule stage: one realistic step, 64 prompts x 16 samples whose answers are drawn with
 repeats from MATH-500 gold answers, rewritings and perturbations, in responses of
-realistic length. Measured side by side:
+realistic length, measured after one warm-up step on other prompts (a run's steady state).
+Side by side:
   * baseline - the naive reward function (TRL style): math-verify parse + verify per sample,
     serially, in the calling thread, no cache;
   * ours uncached - the Verifier with cache off (every sample goes to the process pool);
@@ -45,10 +46,10 @@ FILLER = ("Let me work through this carefully. First we rewrite the expression, 
           "each term and check the edge cases. ") * 12
 
 
-def realistic_batch(prompts: int, samples: int, seed: int) -> list[VerifyItem]:
+def realistic_batch(prompts: int, samples: int, seed: int, golds: list[str]) -> list[VerifyItem]:
     """Per prompt: the gold (most often), a rewriting and perturbations, drawn with repeats."""
     rng = random.Random(seed)
-    golds = rng.sample(gold_answers(), prompts)
+    golds = rng.sample(golds, prompts)
     items = []
     for gold in golds:
         rewrites = [v for f in REWRITINGS.values() if (v := f(gold))]
@@ -74,22 +75,36 @@ def baseline_serial(items: list[VerifyItem]) -> float:
     return time.perf_counter() - start
 
 
+def _timed_step(pool, items: list[VerifyItem], cache: bool) -> tuple[float, Verifier]:
+    verifier = Verifier(VerifierConfig(cache=cache, rule_workers=pool.workers), pool=pool)
+    start = time.perf_counter()
+    verifier.verify(items)
+    return time.perf_counter() - start, verifier
+
+
 def rule_figures(prompts: int, samples: int, workers: int) -> dict[str, float]:
-    items = realistic_batch(prompts, samples, seed=0)
-    n = len(items)
-    figures = {"samples": n, "baseline_s": baseline_serial(items)}
-    # A fresh pool per variant: workers memoise parsed answers, which must not leak across.
-    with new_pool(workers) as pool, Verifier(VerifierConfig(cache=False, rule_workers=workers), pool=pool) as v:
+    """Steady state of a run: checkers warmed by an earlier step on *other* prompts.
+
+    math-verify's ANTLR parser builds its prediction cache as it meets new LaTeX, so the
+    first step of a process is slower; every variant (baseline included) first sees one
+    warm-up step drawn from the other half of MATH-500, then the measured step.
+    """
+    golds = gold_answers()
+    warm_items = realistic_batch(prompts, samples, seed=1, golds=golds[len(golds) // 2:])
+    items = realistic_batch(prompts, samples, seed=0, golds=golds[:len(golds) // 2])
+    baseline_serial(warm_items)
+    figures = {"samples": len(items), "baseline_s": baseline_serial(items)}
+    start = time.perf_counter()
+    with new_pool(workers) as pool:
+        figures["pool_start_s"] = time.perf_counter() - start
+        _timed_step(pool, warm_items, cache=False)
+        figures["uncached_s"], _ = _timed_step(pool, items, cache=False)
+    with new_pool(workers) as pool:  # fresh workers: their parse memo must not carry over
+        _timed_step(pool, warm_items, cache=True)
+        figures["cached_s"], verifier = _timed_step(pool, items, cache=True)
+        figures["distinct_pairs"] = verifier.rule_checks
         start = time.perf_counter()
-        v.verify(items)
-        figures["uncached_s"] = time.perf_counter() - start
-    with new_pool(workers) as pool, Verifier(VerifierConfig(rule_workers=workers), pool=pool) as v:
-        start = time.perf_counter()
-        v.verify(items)
-        figures["cached_s"] = time.perf_counter() - start
-        figures["distinct_pairs"] = v.rule_checks
-        start = time.perf_counter()
-        v.verify(items)
+        verifier.verify(items)
         figures["warm_s"] = time.perf_counter() - start
     return figures
 
@@ -217,6 +232,7 @@ def main() -> None:
     for label, key in (("baseline: serial math-verify, no cache", "baseline"), ("ours, cache off", "uncached"),
                        ("ours, cache on (cold, one step)", "cached"), ("ours, cache on (warm, repeat step)", "warm")):
         print(f"{label:<38}{rule[key + '_s']:>10.3f}{rates[key]:>12.1f}")
+    print(f"(rule worker pool start-up, once per run: {rule['pool_start_s']:.2f}s)")
     print(f"judge client: {args.judge_requests} requests, 64 in flight, server latency {args.judge_latency:g}s")
     print(f"{'variant':<38}{'seconds':>10}{'overhead':>12}")
     print(f"{'ideal (N / 64 x latency)':<38}{judge['ideal_s']:>10.3f}{'':>12}")
@@ -228,6 +244,7 @@ def main() -> None:
         "samples_per_s_warm_cache": round(rates["warm"], 1),
         "samples_per_s_baseline": round(rates["baseline"], 1),
         "distinct_pairs": rule["distinct_pairs"],
+        "rule_pool_start_s": round(rule["pool_start_s"], 2),
         "judge_overhead": round(overhead, 4),
         "judge_overhead_bare_httpx": round(judge["bare_s"] / judge["ideal_s"] - 1, 4),
         "judge_overhead_vs_bare": round(judge["ours_s"] / judge["bare_s"] - 1, 4),

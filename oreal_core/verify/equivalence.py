@@ -84,3 +84,14 @@ def rule_equivalent(answer: str, gold: str) -> RuleResult:
     return RuleResult(Outcome.INCORRECT,
                       f"math-verify: not equivalent (answer {_short(parsed_answer[0])}, "
                       f"gold {_short(parsed_gold[0])})")
+
+
+# One pair per kind of expression the checker meets: the first of each kind pays sympy's
+# lazy imports and caches (~0.3 s), so a worker warms up before its first real step.
+_WARM_UP_PAIRS = (("\\frac{1}{2}+x", "x+0.5"), ("3\\sqrt{2}", "4\\sqrt{2}"), ("(1,2)", "(1,3)"),
+                  ("[0,\\infty)", "(0,\\infty)"), ("y=2x+1", "y=2x"), ("\\text{(B)}", "B"), ("2+3i", "2-3i"))
+
+
+def warm_up() -> int:
+    """Run the warm-up pairs; returns how many ran (so the pool has a value to send back)."""
+    return sum(1 for answer, gold in _WARM_UP_PAIRS if rule_equivalent(answer, gold))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from oreal_core.config import VerifierConfig
 from oreal_core.types import Outcome, Verdict, VerdictSource
-from oreal_core.verify.equivalence import RuleResult, rule_equivalent
+from oreal_core.verify.equivalence import RuleResult, rule_equivalent, warm_up
 from oreal_core.verify.extract import Extraction, extract_answer, summary_part
 from oreal_core.verify.workers import Failed, TimedOut, TimeoutPool
 
@@ -22,8 +22,10 @@ _shared_lock = threading.Lock()
 
 
 def new_pool(workers: int) -> TimeoutPool:
-    """Worker processes with sympy and math-verify already imported."""
-    return TimeoutPool(workers, preload=_PRELOAD)
+    """Worker processes with sympy and math-verify imported and warmed up (~1 s, once per run)."""
+    pool = TimeoutPool(workers, preload=_PRELOAD)
+    pool.map(warm_up, [()] * workers, timeout_s=120.0)  # idle workers each take one item
+    return pool
 
 
 def shared_pool(workers: int) -> TimeoutPool:

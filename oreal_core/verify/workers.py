@@ -107,6 +107,10 @@ class TimeoutPool:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rule-check workers did not start within {_START_TIMEOUT_S:.0f}s")
 
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
     def map(self, fn: Callable, items: Sequence[tuple], timeout_s: float) -> list[Any]:
         """Results in item order; an item is its return value, a :class:`TimedOut` or a :class:`Failed`."""
         with self._lock:
