@@ -146,6 +146,8 @@ class JudgeClient:
 
     async def model(self) -> str:
         """The served model's name, from ``GET /v1/models`` unless configured."""
+        if not self._pools:
+            raise RuntimeError("JudgeClient used outside 'async with JudgeClient(cfg) as client:'")
         async with self._model_lock:
             if self._model is None:
                 _, body, _ = await self._with_retries(self._pools[0], "GET", "/v1/models")

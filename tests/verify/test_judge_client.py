@@ -160,3 +160,9 @@ def test_breaker_opens_half_opens_and_closes():
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state == "closed" and breaker.allow()
+
+
+def test_client_outside_its_context_is_a_clear_error():
+    client = JudgeClient(_cfg("127.0.0.1:9"))
+    with pytest.raises(RuntimeError, match="outside 'async with"):
+        asyncio.run(client.judge(REQUEST))
