@@ -74,6 +74,13 @@ class Verdict:
     def correct(self) -> bool:
         return self.outcome is Outcome.CORRECT
 
+    @property
+    def rule_judge_disagree(self) -> bool:
+        """The judge decided and its verdict contradicts a definite rule verdict (audit trail)."""
+        decided = (Outcome.CORRECT, Outcome.INCORRECT)
+        return (self.source is VerdictSource.JUDGE and self.rule_outcome in decided
+                and self.outcome in decided and self.outcome is not self.rule_outcome)
+
 
 @dataclass(frozen=True)
 class ScoredSample:

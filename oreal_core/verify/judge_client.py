@@ -1,0 +1,221 @@
+"""Async client for an LLM judge behind an OpenAI-compatible API (OREAL_SPEC.md §4, step 4).
+
+Production serves Qwen2.5-72B-Instruct with lmdeploy on port 10003; any server speaking
+``GET /v1/models`` and ``POST /v1/chat/completions`` works (vLLM, SGLang, Ollama). The
+reference spawns 8 processes x 8 threads of blocking calls; here one event loop keeps the
+same number of requests in flight (``num_processes * concurrency_per_proc[0]``), with a
+per-request timeout, retries with exponential backoff and full jitter on connection
+errors and 5xx, and a circuit breaker per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import certifi
+import httpx
+
+from oreal_core.config import JudgeConfig
+from oreal_core.verify.breaker import CircuitBreaker
+from oreal_core.verify.grader import GraderPrompt, parse_grade
+
+_MAX_ERROR_TEXT = 200
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    question: str
+    gold: str
+    answer_text: str  # the whole post-thinking text, as the reference passes it
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    correct: bool | None  # None: no usable verdict (see ``error``)
+    reply: str | None  # the judge's raw text, whenever one came back
+    error: str = ""
+    host: str | None = None
+    attempts: int = 0
+    latency_s: float = 0.0
+
+
+class _Retryable(Exception):
+    """A failure worth trying again on the next host (connection error, timeout, 5xx)."""
+
+
+class _Final(Exception):
+    """A failure that retrying cannot fix (4xx, malformed response)."""
+
+
+def _base_url(host: str) -> str:
+    return host.rstrip("/") if host.startswith(("http://", "https://")) else f"http://{host}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
+
+
+class JudgeClient:
+    """Use as ``async with JudgeClient(cfg) as judge: results = await judge.judge_many(reqs)``."""
+
+    def __init__(self, cfg: JudgeConfig, prompt: GraderPrompt | None = None, seed: int | None = None) -> None:
+        if not cfg.hosts:
+            raise ValueError("verifier.judge.hosts is empty: no judge server to call")
+        self.cfg = cfg
+        self.prompt = prompt or GraderPrompt.load(cfg.prompt_template)
+        self._rng = random.Random(seed)
+        self._hosts = [_base_url(h) for h in cfg.hosts]
+        self._next = self._rng.randrange(len(self._hosts))  # round-robin from a random start
+        self.breakers = {h: CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s) for h in self._hosts}
+        self._model: str | None = cfg.model
+        self._model_lock = asyncio.Lock()
+        self._pools: list[httpx.AsyncClient] = []
+
+    async def __aenter__(self) -> JudgeClient:
+        # One connection pool per "process" of the reference's layout, each serving exactly
+        # concurrency_per_proc[0] workers: httpcore's pool scans every queued request against
+        # every connection on each state change (O(n^2)), which at 64 connections in one
+        # pool cost more CPU than the requests themselves (profiled; see benchmarks/verify.py).
+        per_pool = self.cfg.concurrency_per_proc[0]
+        tls = ssl.create_default_context(cafile=certifi.where())  # built once, not per pool
+        self._pools = [httpx.AsyncClient(limits=httpx.Limits(max_connections=per_pool,
+                                                             max_keepalive_connections=per_pool),
+                                         timeout=httpx.Timeout(self.cfg.request_timeout_s), verify=tls)
+                       for _ in range(self.cfg.num_processes)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+        self._pools = []
+
+    def _pick_host(self) -> str | None:
+        for _ in range(len(self._hosts)):
+            host = self._hosts[self._next]
+            self._next = (self._next + 1) % len(self._hosts)
+            if self.breakers[host].allow():
+                return host
+        return None
+
+    async def _send(self, http: httpx.AsyncClient, method: str, path: str,
+                    payload: dict | None = None) -> tuple[str, dict]:
+        """One attempt on the next available host; breaker bookkeeping included."""
+        host = self._pick_host()
+        if host is None:
+            raise _Final("every judge host has an open circuit breaker")
+        breaker = self.breakers[host]
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout_s):
+                response = await http.request(method, host + path, json=payload)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            breaker.record_failure()
+            raise _Retryable(f"{host}: timed out after {self.cfg.request_timeout_s:g}s") from exc
+        except httpx.TransportError as exc:
+            breaker.record_failure()
+            raise _Retryable(f"{host}: {type(exc).__name__}: {_clip(str(exc))}") from exc
+        if response.status_code >= 500:
+            breaker.record_failure()
+            raise _Retryable(f"{host}: HTTP {response.status_code}: {_clip(response.text)}")
+        breaker.record_success()  # the host answered; a 4xx or bad body is not its health
+        if response.status_code >= 400:
+            raise _Final(f"{host}: HTTP {response.status_code}: {_clip(response.text)}")
+        try:
+            return host, response.json()
+        except ValueError as exc:
+            raise _Final(f"{host}: response is not JSON: {_clip(response.text)!r}") from exc
+
+    async def _with_retries(self, http: httpx.AsyncClient, method: str, path: str,
+                            payload: dict | None = None) -> tuple[str, dict, int]:
+        last_error = ""
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                # Full jitter: concurrent retries against a recovering host do not line up.
+                await asyncio.sleep(self._rng.uniform(0, self.cfg.backoff_base_s * 2 ** (attempt - 1)))
+            try:
+                host, body = await self._send(http, method, path, payload)
+                return host, body, attempt + 1
+            except _Retryable as exc:
+                last_error = str(exc)
+        raise _Final(f"gave up after {self.cfg.max_retries + 1} attempt(s); last: {last_error}")
+
+    async def model(self) -> str:
+        """The served model's name, from ``GET /v1/models`` unless configured."""
+        if not self._pools:
+            raise RuntimeError("JudgeClient used outside 'async with JudgeClient(cfg) as client:'")
+        async with self._model_lock:
+            if self._model is None:
+                _, body, _ = await self._with_retries(self._pools[0], "GET", "/v1/models")
+                try:
+                    self._model = body["data"][0]["id"]
+                except (KeyError, IndexError, TypeError) as exc:
+                    raise _Final(f"GET /v1/models lists no model: {_clip(str(body))}") from exc
+            return self._model
+
+    def _payload(self, model: str, request: JudgeRequest) -> dict:
+        c = self.cfg
+        content = self.prompt.render(request.question, request.gold, request.answer_text)
+        return {"model": model, "messages": [{"role": "user", "content": content}],
+                "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k,
+                "repetition_penalty": c.repetition_penalty, "max_tokens": c.max_tokens, "stop": list(c.stop)}
+
+    async def judge(self, request: JudgeRequest, pool: int = 0) -> JudgeResult:
+        """One grading call; every failure is a result with ``correct=None`` and an error."""
+        start = time.perf_counter()
+        try:
+            model = await self.model()
+            host, body, attempts = await self._with_retries(self._pools[pool], "POST", "/v1/chat/completions",
+                                                            self._payload(model, request))
+        except _Final as exc:
+            return JudgeResult(None, None, str(exc), latency_s=time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        try:
+            reply = body["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return JudgeResult(None, None, f"{host}: no choices[0].message.content in {_clip(str(body))}",
+                               host, attempts, elapsed)
+        reply = reply if isinstance(reply, str) else str(reply)
+        grade = parse_grade(reply)
+        error = "" if grade is not None else f"reply is not exactly 'A' or 'B': {_clip(reply)!r}"
+        return JudgeResult(grade, reply, error, host, attempts, elapsed)
+
+    async def judge_many(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
+        """All requests, ``max_in_flight`` at a time: that many workers pull from one queue."""
+        results: list[JudgeResult | None] = [None] * len(requests)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(requests)):
+            queue.put_nowait(index)
+
+        async def worker(pool: int) -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                results[index] = await self.judge(requests[index], pool)
+
+        per_pool = self.cfg.concurrency_per_proc[0]
+        workers = min(self.cfg.max_in_flight, len(requests))
+        await asyncio.gather(*(worker(w // per_pool) for w in range(workers)))
+        return results  # type: ignore[return-value]  # every index was filled
+
+
+def judge_batch(cfg: JudgeConfig, requests: Sequence[JudgeRequest], seed: int | None = None) -> list[JudgeResult]:
+    """Blocking entry for synchronous callers (a Prefect task, the verify stage)."""
+
+    async def run() -> list[JudgeResult]:
+        async with JudgeClient(cfg, seed=seed) as client:
+            return await client.judge_many(requests)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Called from inside a running loop (an async Prefect task): run on a fresh thread's loop.
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(asyncio.run(run())), name="judge-client")
+    thread.start()
+    thread.join()
+    return box[0]

@@ -1,0 +1,102 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 for failure-mode tests of the judge client.
+
+This is the process boundary we do not own (lmdeploy/vLLM); the real protocol is also
+tested against vLLM in test_judge_vllm.py. Each chat request is answered by ``script``:
+a function from the request number and JSON body to a :class:`Reply`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    content: str | None = "A"  # the assistant message; None sends ``raw`` instead
+    raw: str = ""
+    delay_s: float = 0.0
+
+
+def chat_body(content: str) -> str:
+    return json.dumps({"id": "x", "object": "chat.completion", "model": "scripted",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content}}]})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections at 64 in flight
+
+
+class ScriptedOpenAI:
+    def __init__(self, script: Callable[[int, dict], Reply], model: str = "scripted-judge") -> None:
+        self.script = script
+        self.model = model
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> ScriptedOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/v1/models":
+                    self._send(200, json.dumps({"object": "list", "data": [{"id": server.model}]}))
+                else:
+                    self._send(404, "{}")
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    number = len(server.requests)
+                    server.requests.append(body)
+                reply = server.script(number, body)
+                time.sleep(reply.delay_s)
+                # The client may have given up already (timeout test).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._send(reply.status, chat_body(reply.content) if reply.content is not None else reply.raw)
+
+        return Handler
+
+
+def dead_host() -> str:
+    """A 127.0.0.1 port with nothing listening (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
