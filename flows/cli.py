@@ -47,6 +47,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_judge(args: argparse.Namespace) -> int:
+    from oreal_core.verify.serve import serve_judge
+
+    return serve_judge(args.model, args.port, args.served_model_name, args.max_model_len)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     print("oreal demo: not yet — the end-to-end flow lands with the Prefect DAG issue.")
     return 0
@@ -61,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs)", _cmd_query),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
+        "serve-judge": ("serve a local model as an OpenAI-compatible judge on 127.0.0.1 (vLLM); "
+                        "production uses lmdeploy, see docs/verify.md", _cmd_serve_judge),
     }
     parsers = {}
     for name, (help_text, func) in commands.items():
@@ -71,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id")
+    parsers["serve-judge"].add_argument("--model", required=True, help="HF-format model directory")
+    parsers["serve-judge"].add_argument("--port", type=int, default=10003)
+    parsers["serve-judge"].add_argument("--served-model-name", default=None)
+    parsers["serve-judge"].add_argument("--max-model-len", type=int, default=None)
     parsers["report"].add_argument("--out", default=None, help="output folder (default reports/RUN_ID)")
     return parser
 
