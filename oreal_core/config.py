@@ -62,6 +62,32 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SyntheticTaskConfig:
+    """The synthetic arithmetic task (oreal_core/data/synthetic.py) the tiny policy learns.
+
+    Difficulty: more operands or a larger max_value make it harder. Train and held-out
+    splits are disjoint by construction; heldout_size problems are the demo's eval set.
+    """
+
+    min_operands: int = 2
+    max_operands: int = 3
+    max_value: int = 99  # operands are drawn from [0, max_value]
+    operators: str = "+-"  # "+-" or "*" (left-to-right worked steps)
+    train_size: int = 20000  # SFT examples and RL prompts are drawn from this split
+    heldout_size: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.min_operands <= self.max_operands, "min_operands", self.min_operands,
+               f"need 2 <= min_operands <= max_operands={self.max_operands}")
+        _check(self.max_value >= 1, "max_value", self.max_value, "must be >= 1")
+        _check(self.operators in ("+-", "-+", "+", "-", "*"), "operators", self.operators,
+               "one of '+-', '+', '-', '*'")
+        _check(self.train_size >= 1, "train_size", self.train_size, "must be >= 1")
+        _check(self.heldout_size >= 1, "heldout_size", self.heldout_size, "must be >= 1")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """The RL prompt set and how it is turned into chat prompts."""
 
@@ -78,6 +104,7 @@ class DataConfig:
         (0.6, 0.8, 2),
     )
     balance_by_pass_rate: bool = True
+    synthetic: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
 
     def __post_init__(self) -> None:
         _check(self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, "must be >= 1")
@@ -88,6 +115,36 @@ class DataConfig:
             _check(repeat >= 0, "difficulty_bands", band, "repeat must be >= 0")
             _check(low >= last_high, "difficulty_bands", band, "bands overlap")
             last_high = high
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """SFT warm-up of the tiny policy on the synthetic task's worked solutions.
+
+    Training stops at the first held-out check whose greedy pass@1 reaches target_pass1
+    (or after max_steps), so RL starts from a policy that solves some problems but not
+    all: OREAL learns only from prompts with 0 < pass rate < 1. The result is cached
+    under cache_dir by a hash of everything that shapes it; a second run reuses it.
+    """
+
+    max_steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3.0e-3
+    warmup_steps: int = 50
+    target_pass1: float = 0.30
+    check_every: int = 100  # steps between held-out checks
+    check_size: int = 200  # held-out problems per check (the final report uses all of them)
+    vocab_size: int = 320  # byte-level BPE: 259 bytes/specials + merges learned on the task corpus
+    cache_dir: str = "runs/sft"
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(0.0 < self.target_pass1 <= 1.0, "target_pass1", self.target_pass1, "must be in (0, 1]")
+        _check(self.check_every >= 1, "check_every", self.check_every, "must be >= 1")
+        _check(self.check_size >= 1, "check_size", self.check_size, "must be >= 1")
+        _check(self.vocab_size >= 259, "vocab_size", self.vocab_size, "must be >= 259 (bytes + specials)")
 
 
 @dataclass(frozen=True)
@@ -310,6 +367,7 @@ class OrealConfig:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)

@@ -58,7 +58,12 @@ class TinyModelSpec:
 def build_tokenizer(corpus: Iterable[str] = (), vocab_size: int = BYTE_VOCAB) -> PreTrainedTokenizerFast:
     """Byte-level BPE: every string encodes; merges are learned only if vocab_size allows."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Digits stay single tokens (as in Qwen2's tokenizer): merges such as "75" would hide the
+    # digit structure arithmetic needs; words of the task corpus still merge.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

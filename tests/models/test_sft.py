@@ -1,0 +1,44 @@
+"""SFT warm-up on the default (tiny-cpu) task: lands in the band, is cached, and loads."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from oreal_core.config import load_config
+from oreal_core.models.sft import REPORT_FILE, run_sft, sft_cache_key
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    return load_config("tiny-cpu", [f"sft.cache_dir={tmp_path_factory.mktemp('sft')}"])
+
+
+@pytest.fixture(scope="module")
+def report(cfg):
+    return run_sft(cfg)
+
+
+def test_sft_lands_in_the_useful_band_on_held_out_problems(report, cfg):
+    assert not report.cached
+    assert 0.2 <= report.heldout_pass1 <= 0.6, report
+    assert report.heldout_size == cfg.data.synthetic.heldout_size == 500
+    assert report.checks[-1][1] >= cfg.sft.target_pass1 or report.steps == cfg.sft.max_steps
+    saved = json.loads((Path(report.policy_dir) / REPORT_FILE).read_text())
+    assert saved["heldout_pass1"] == report.heldout_pass1 and saved["cache_key"] == sft_cache_key(cfg)
+
+
+def test_second_run_reuses_the_cached_policy(report, cfg):
+    start = time.perf_counter()
+    again = run_sft(cfg)
+    assert again.cached and time.perf_counter() - start < 5
+    assert (again.policy_dir, again.heldout_pass1, again.steps) == (report.policy_dir, report.heldout_pass1, report.steps)
+
+
+def test_cache_key_follows_what_shapes_the_policy(cfg):
+    assert sft_cache_key(load_config("tiny-cpu", ["sft.cache_dir=/elsewhere"])) == sft_cache_key(cfg)
+    assert sft_cache_key(load_config("tiny-cpu", ["data.synthetic.max_value=50"])) != sft_cache_key(cfg)
+    assert sft_cache_key(load_config("tiny-cpu", ["sft.lr=0.001"])) != sft_cache_key(cfg)
