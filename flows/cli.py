@@ -7,10 +7,11 @@ Every sub-command that runs something takes ``--config NAME|PATH`` and repeated
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
-from oreal_core.config import ConfigError, OrealConfig, load_config
+from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
 from oreal_core.store import StoreError
 
 Command = Callable[[argparse.Namespace], int]
@@ -53,6 +54,23 @@ def _cmd_serve_judge(args: argparse.Namespace) -> int:
     return serve_judge(args.model, args.port, args.served_model_name, args.max_model_len)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    config_from(args)  # fail on a bad config before Prefect starts
+    from flows.train import train
+
+    summary = train(args.config or DEFAULT_CONFIG, list(args.overrides), args.run_id)
+    print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}")
+    return 0
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from oreal_core.models.sft import run_sft
+
+    report = run_sft(config_from(args))
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     print("oreal demo: not yet — the end-to-end flow lands with the Prefect DAG issue.")
     return 0
@@ -64,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands: dict[str, tuple[str, Command]] = {
         "config": ("print the resolved config and its hash", _cmd_config),
         "demo": ("run the whole loop on the tiny CPU policy", _cmd_demo),
+        "train": ("run OREAL iterations as Prefect flow runs; an existing --run-id resumes", _cmd_train),
+        "resume": ("continue a run at its first incomplete stage (same --config/--set as it started)",
+                   _cmd_train),
+        "sft": ("build (or reuse) the SFT-warmed tiny policy and print its held-out pass@1", _cmd_sft),
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs)", _cmd_query),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
@@ -76,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p)
         p.set_defaults(func=func)
         parsers[name] = p
+    parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")
+    parsers["resume"].add_argument("run_id")
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id")

@@ -325,6 +325,7 @@ class TrainConfig:
     # HF-format actor checkpoints are written every step (the rollout engine reloads them);
     # 0 keeps all, N keeps the newest N plus every run.eval_every-th step (a 7B one is 15 GB).
     keep_hf_checkpoints: int = 0
+    checkpoint_dir: str = "checkpoints"  # local; a run's checkpoints go to <checkpoint_dir>/<run_id>
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, "must be >= 1")

@@ -82,6 +82,11 @@ class Lake:
             self._move(posixpath.join(stage_dir, layout.RUN_MANIFEST), key)
         return manifest
 
+    def run_config(self, run_id: str) -> str | None:
+        """The resolved config (YAML) a run started with, if it was recorded."""
+        key = f"{layout.run_dir(run_id)}/{layout.RUN_CONFIG}"
+        return self._get(key).decode() if self._exists(key) else None
+
     def run(self, run_id: str) -> RunManifest:
         manifest = self._read_manifest(RunManifest, layout.run_manifest_key(run_id))
         if manifest is None:

@@ -57,9 +57,11 @@ class CheckpointLayout:
     def state_dir(self, step: int) -> Path:
         return self.root / "state" / f"step={step:06d}"
 
-    def latest_state(self) -> Path | None:
-        """The newest complete full-state checkpoint (temporary directories are ignored)."""
-        done = [p for p in (self.root / "state").glob("step=*") if (p / STATE_FILE).is_file()]
+    def latest_state(self, before: int | None = None) -> Path | None:
+        """The newest complete full-state checkpoint (temporary directories are ignored),
+        of a step < ``before`` if given."""
+        done = [p for p in (self.root / "state").glob("step=*") if (p / STATE_FILE).is_file()
+                and (before is None or int(p.name.split("=")[1]) < before)]
         return max(done, key=lambda p: p.name) if done else None
 
 

@@ -1,0 +1,82 @@
+"""The RL loop as Prefect flows: one flow run per OREAL iteration, inside a training flow.
+
+``rl_iteration`` reads like Algorithm 1 of the paper (arXiv 2502.06781):
+
+    for each iteration i:
+        sample B prompts; draw K rollouts each from pi_i              (rollout)
+        binary outcome rewards from the verifier                      (verify)
+        p = mean reward per prompt; keep prompts with 0 < p < 1;
+        one correct and one incorrect rollout per kept prompt;
+        token importance weights from the token-level RM w_i           (score)
+        update w_i with the sequence BCE (Eq. 12);
+        update pi_i with the OREAL loss (Eq. 11)                      (train)
+
+Departures, all from the reference code (OREAL_SPEC.md §1.2): advantages are RLOO over
+all K samples before filtering; the KL term (k3, beta 0.01) covers all kept tokens; the
+actor is frozen for the first ``actor.freeze_steps`` iterations while the RM warms up.
+Every stage commits a lake artefact; re-running a run id continues at the first stage
+not committed, and refuses a changed config.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from oreal_core.pipeline.progress import iteration_markdown, progress_line
+from oreal_core.pipeline.session import RunSpec, session_for
+from tasks.stages import rollout_task, score_task, train_task, verify_task
+
+
+@flow(name="rl-iteration", flow_run_name="{spec.run_id}-step-{step}")
+def rl_iteration(spec: RunSpec, step: int) -> dict[str, float]:
+    """One OREAL iteration: rollout -> verify -> score -> train (see the module docstring)."""
+    results = [rollout_task(spec, step), verify_task(spec, step), score_task(spec, step), train_task(spec, step)]
+    metrics: dict[str, float] = {}
+    for result in results:
+        metrics.update(result.metrics)
+        metrics[f"time/{result.stage}_s"] = result.seconds
+    session = session_for(spec)
+    if not results[-1].skipped:  # the train artefact holds the step's summary; reuse it on re-runs
+        create_markdown_artifact(key=artifact_key(spec.run_id, step), markdown=iteration_markdown(
+            spec.run_id, step, results, session.lake.data_uri(spec.run_id, step, "samples")),
+            description=f"OREAL iteration {step} of run {spec.run_id}")
+    return metrics
+
+
+@flow(name="oreal-train", flow_run_name="{run_id}")
+def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: str | None = None) -> dict:
+    """Train with OREAL for ``run.total_steps`` iterations; re-running a run id resumes it."""
+    logger = get_run_logger()
+    spec = RunSpec(run_id or new_run_id(config), config, tuple(overrides or ()))
+    session = session_for(spec)  # opens (or resumes) the run: refuses a changed config up front
+    total = session.cfg.run.total_steps
+    first = first_incomplete_step(session, total)
+    logger.info("run %s: steps %d..%d of %d (lake %s)", spec.run_id, first, total - 1, total, session.lake.location.uri)
+    history = []
+    for step in range(first, total):
+        start = time.perf_counter()
+        metrics = rl_iteration(spec, step)
+        history.append(metrics)
+        logger.info(progress_line(step, total, metrics, time.perf_counter() - start))
+    return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history}
+
+
+def first_incomplete_step(session, total: int) -> int:
+    """The first step whose train artefact is not committed (stages within it skip themselves)."""
+    done = {step for run, step, table in session.lake.committed(session.run_id) if table == "metrics"}
+    return next((step for step in range(total) if step not in done), total)
+
+
+def new_run_id(config: str) -> str:
+    name = config.rsplit("/", 1)[-1].removesuffix(".yaml")
+    return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def artifact_key(run_id: str, step: int) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    safe = "".join(c if c.isalnum() else "-" for c in run_id.lower())
+    return f"{safe}-step-{step}"

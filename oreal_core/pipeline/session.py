@@ -1,0 +1,179 @@
+"""A run's long-lived state inside one process: config, lake, prompts and the engines.
+
+Prefect tasks are short calls; the rollout engine (20-45 s to start), the DeepSpeed
+trainer and the verifier's worker processes must outlive them. A ``RunSession`` holds
+them for one run and brings them to the state a step needs:
+
+* the rollout engine at step s carries the weights after step s-1 (the start policy at
+  s = 0), reloaded in place after each training step;
+* the trainer at step s holds the state after step s-1. In a fresh process (a resumed
+  run) it restores the newest full-state checkpoint before s and replays the training
+  steps after it from their committed ``scored`` artefacts. Training is deterministic,
+  so a resumed run reproduces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from oreal_core.config import OrealConfig, load_config
+from oreal_core.data.prompts import PromptSet, load_prompt_set
+from oreal_core.models.sft import run_sft
+from oreal_core.pipeline.records import kept_samples
+from oreal_core.rollout import RolloutEngine, open_engine
+from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
+from oreal_core.store import ConfigMismatch, Lake
+from oreal_core.train.checkpoint import CheckpointLayout, config_differences
+from oreal_core.train.trainer import Trainer
+from oreal_core.types import Prompt, ScoredBatch
+from oreal_core.verify.verifier import Verifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What names a run to any process: small and picklable (Prefect parameters)."""
+
+    run_id: str
+    config: str = "tiny-cpu"  # a name in configs/ or a YAML path
+    overrides: tuple[str, ...] = ()
+
+    def load(self) -> OrealConfig:
+        return load_config(self.config, self.overrides)
+
+
+class RunSession:
+    def __init__(self, spec: RunSpec, cfg: OrealConfig | None = None) -> None:
+        self.spec = spec
+        self.cfg = cfg or spec.load()
+        self.run_id = spec.run_id
+        self.lake = Lake.open(self.cfg.store)
+        self._open_run()
+        self.checkpoints = CheckpointLayout(Path(self.cfg.train.checkpoint_dir) / self.run_id)
+        self._engine: RolloutEngine | None = None
+        self._trainer: Trainer | None = None
+        self._verifier: Verifier | None = None
+
+    def _open_run(self) -> None:
+        try:
+            self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml())
+        except ConfigMismatch as exc:
+            saved = self.lake.run_config(self.run_id)
+            if saved is None:
+                raise
+            changes = config_differences(yaml.safe_load(saved), self.cfg.to_dict())
+            raise ConfigMismatch(f"run {self.run_id!r} cannot resume under a different config; changed: "
+                                 f"{'; '.join(changes)}. Start a new run id or restore those settings.") from exc
+
+    # ------------------------------------------------------------------ inputs
+
+    @cached_property
+    def start_policy(self) -> Path:
+        """The SFT policy RL starts from (the tiny one is built and cached on first use)."""
+        if self.cfg.model.policy == "tiny":
+            return Path(run_sft(self.cfg).policy_dir)
+        return inspect_policy_dir(self.cfg.model.policy).path
+
+    @cached_property
+    def tokenizer(self):
+        return load_policy_tokenizer(inspect_policy_dir(self.start_policy))
+
+    @cached_property
+    def prompt_pool(self) -> PromptSet:
+        pool = load_prompt_set(self.cfg.data, self.tokenizer)
+        if len(pool.prompts) == 0:
+            raise ValueError(f"data.prompts={self.cfg.data.prompts!r}: no prompts left after loading ({pool.report})")
+        return pool
+
+    def step_prompts(self, step: int) -> list[Prompt]:
+        """The step's ``data.prompts_per_step`` prompts: epochs over a seeded shuffle of the pool."""
+        pool, n = self.prompt_pool.prompts, self.cfg.data.prompts_per_step
+        chosen = []
+        for g in range(step * n, (step + 1) * n):
+            epoch, pos = divmod(g, len(pool))
+            chosen.append(pool[self._epoch_order(epoch)[pos]])
+        return chosen
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.prompt_pool.prompts)))
+        if self.cfg.data.shuffle:
+            seed = hashlib.sha256(f"{self.cfg.run.seed}:{epoch}".encode()).digest()
+            random.Random(seed).shuffle(order)
+        return order
+
+    def policy_dir_for(self, step: int) -> Path:
+        """Weights the rollout of ``step`` samples from: the actor after step - 1."""
+        return self.start_policy if step == 0 else self.checkpoints.hf_dir(step - 1)
+
+    # ------------------------------------------------------------------ engines
+
+    def engine_at(self, step: int) -> RolloutEngine:
+        weights = self.policy_dir_for(step)
+        if step > 0 and not (weights / "config.json").is_file():
+            self.trainer_at(step)  # a resumed process: replaying the last steps rewrites the checkpoint
+        if self._engine is None:
+            self._engine = open_engine(weights, self.cfg)
+            self._engine.policy_version = step
+        elif self._engine.policy_version != step:
+            self._engine.reload_weights(weights, policy_version=step)
+        return self._engine
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = Verifier(self.cfg.verifier, seed=self.cfg.run.seed)
+        return self._verifier
+
+    def trainer_at(self, step: int) -> Trainer:
+        """The trainer holding the state after ``step - 1``."""
+        if self._trainer is None:
+            self._trainer = Trainer(self.cfg, self.start_policy, self.checkpoints.root)
+            state = self.checkpoints.latest_state(before=step)
+            if state is not None:
+                self._trainer.resume(state)
+        trainer = self._trainer
+        if trainer.next_step > step:
+            raise RuntimeError(f"run {self.run_id}: the trainer is past step {step} (next {trainer.next_step}); "
+                               "a committed training step cannot be redone in place")
+        for replay in range(trainer.next_step, step):
+            log.info("run %s: replaying training step %d from the lake", self.run_id, replay)
+            trainer.train_step(self.scored_batch(replay))
+        return trainer
+
+    def scored_batch(self, step: int) -> ScoredBatch:
+        scored = self.lake.read(self.run_id, step, "scored")
+        samples = self.lake.read(self.run_id, step, "samples")
+        return ScoredBatch(step=step, samples=tuple(kept_samples(scored, samples)))
+
+    def close(self) -> None:
+        for closing in (self._engine, self._verifier):
+            if closing is not None:
+                closing.close()
+        self._engine = self._verifier = self._trainer = None
+
+
+_OPEN: dict[str, RunSession] = {}
+
+
+def session_for(spec: RunSpec) -> RunSession:
+    """The process's session for this run, created on first use (one per run id)."""
+    current = _OPEN.get(spec.run_id)
+    if current is not None and current.spec == spec:
+        return current
+    if current is not None:
+        current.close()
+    _OPEN[spec.run_id] = RunSession(spec)
+    return _OPEN[spec.run_id]
+
+
+def close_sessions() -> None:
+    while _OPEN:
+        _OPEN.popitem()[1].close()
