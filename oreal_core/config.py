@@ -71,7 +71,9 @@ class SyntheticTaskConfig:
 
     min_operands: int = 2
     max_operands: int = 3
-    max_value: int = 99  # operands are drawn from [0, max_value]
+    # Operands are drawn from [0, max_value]. 30 lets the 0.5M-parameter tiny policy reach
+    # ~30 % after ~1,000 SFT steps and keep improving after (99 stayed under 10 % there).
+    max_value: int = 30
     operators: str = "+-"  # "+-" or "*" (left-to-right worked steps)
     train_size: int = 20000  # SFT examples and RL prompts are drawn from this split
     heldout_size: int = 500

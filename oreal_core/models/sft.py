@@ -35,6 +35,7 @@ from oreal_core.rollout.hf_engine import HFEngine
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "sft_report.json"
+TINY = "tiny"  # model.policy value that means "the locally built, SFT-warmed tiny policy"
 SFT_FORMAT = 1  # bump when the training recipe changes: it invalidates cached policies
 
 
@@ -72,8 +73,21 @@ def sft_cache_key(cfg: OrealConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def start_policy_dir(cfg: OrealConfig) -> Path:
+    """The RL start policy: the SFT-warmed tiny policy for ``model.policy: tiny``, else the path."""
+    if cfg.model.policy == TINY:
+        return Path(run_sft(cfg).policy_dir)
+    path = Path(cfg.model.policy)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model.policy={cfg.model.policy!r}: no HF-format model (config.json) there")
+    return path
+
+
 def run_sft(cfg: OrealConfig) -> SFTReport:
     """The cached SFT policy for ``cfg``: reused if present, else trained and committed."""
+    if cfg.model.policy != TINY:
+        raise ValueError(f"model.policy={cfg.model.policy!r}: SFT warm-up builds the tiny policy only "
+                         "(set model.policy=tiny); a real checkpoint is already instruction-tuned")
     key = sft_cache_key(cfg)
     root = Path(cfg.sft.cache_dir)
     final = root / f"tiny-{key}"

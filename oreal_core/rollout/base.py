@@ -55,8 +55,8 @@ class SamplingSpec:
 
     @classmethod
     def from_eval(cls, cfg: EvalConfig, rollout: RolloutConfig) -> SamplingSpec:
-        return cls(cfg.samples, cfg.temperature, cfg.top_p, 0, cfg.max_new_tokens,
-                   max(rollout.max_length, cfg.max_new_tokens + 1), rollout.stop_word, rollout.seed)
+        return cls(cfg.samples, cfg.temperature, cfg.top_p, 0, cfg.max_new_tokens, rollout.max_length,
+                   rollout.stop_word, rollout.seed)
 
     @classmethod
     def greedy(cls, max_new_tokens: int, max_length: int, stop_word: str) -> SamplingSpec:

