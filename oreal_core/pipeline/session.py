@@ -25,7 +25,7 @@ import yaml
 
 from oreal_core.config import OrealConfig, load_config
 from oreal_core.data.prompts import PromptSet, load_prompt_set
-from oreal_core.models.sft import run_sft
+from oreal_core.models.sft import start_policy_dir
 from oreal_core.pipeline.records import kept_samples
 from oreal_core.rollout import RolloutEngine, open_engine
 from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
@@ -78,9 +78,7 @@ class RunSession:
     @cached_property
     def start_policy(self) -> Path:
         """The SFT policy RL starts from (the tiny one is built and cached on first use)."""
-        if self.cfg.model.policy == "tiny":
-            return Path(run_sft(self.cfg).policy_dir)
-        return inspect_policy_dir(self.cfg.model.policy).path
+        return start_policy_dir(self.cfg)
 
     @cached_property
     def tokenizer(self):
