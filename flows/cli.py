@@ -72,7 +72,10 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print("oreal demo: not yet — the end-to-end flow lands with the Prefect DAG issue.")
+    config_from(args)
+    from flows.demo import run_demo
+
+    run_demo(args.config or DEFAULT_CONFIG, tuple(args.overrides))
     return 0
 
 

@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from oreal_core.pipeline.progress import iteration_markdown, progress_line
 from oreal_core.pipeline.session import RunSpec, session_for
+from tasks.evaluate import evaluate_task
 from tasks.stages import rollout_task, score_task, train_task, verify_task
 
 
@@ -56,13 +57,25 @@ def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: 
     total = session.cfg.run.total_steps
     first = first_incomplete_step(session, total)
     logger.info("run %s: steps %d..%d of %d (lake %s)", spec.run_id, first, total - 1, total, session.lake.location.uri)
+    every = session.cfg.run.eval_every
+    evals: dict[int, dict[str, float]] = {}
+    if every and first == 0:
+        evals[0] = evaluate_task(spec, 0, "start")
     history = []
     for step in range(first, total):
         start = time.perf_counter()
         metrics = rl_iteration(spec, step)
         history.append(metrics)
         logger.info(progress_line(step, total, metrics, time.perf_counter() - start))
-    return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history}
+        if every and ((step + 1) % every == 0 or step + 1 == total):
+            evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
+            logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]))
+    return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history,
+            "evals": evals, "lake": session.lake.location.uri}
+
+
+def _pass1_text(scores: dict[str, float]) -> str:
+    return ", ".join(f"{k.split('/')[1]} pass@1 {v:.3f}" for k, v in scores.items() if k.endswith("/pass1"))
 
 
 def first_incomplete_step(session, total: int) -> int:

@@ -7,6 +7,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+@pytest.fixture(scope="session")
+def sft_cache_dir(tmp_path_factory):
+    """One SFT cache per test session: the tiny policy's warm-up (minutes) runs once and every
+    test that needs the SFT-warmed policy of the same config reuses it."""
+    return tmp_path_factory.mktemp("sft-cache")
+
+
 def _has_cuda() -> bool:
     try:
         import torch
