@@ -138,6 +138,9 @@ class SFTConfig:
     check_size: int = 200  # held-out problems per check (the final report uses all of them)
     vocab_size: int = 320  # byte-level BPE: 259 bytes/specials + merges learned on the task corpus
     cache_dir: str = "runs/sft"
+    # torch intra-op threads while training: 128-wide matrices gain nothing from a second
+    # thread, and on a busy machine OpenMP threads fighting for cores made steps ~3x slower.
+    torch_threads: int = 1  # 0 = torch's default
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
@@ -147,6 +150,7 @@ class SFTConfig:
         _check(self.check_every >= 1, "check_every", self.check_every, "must be >= 1")
         _check(self.check_size >= 1, "check_size", self.check_size, "must be >= 1")
         _check(self.vocab_size >= 259, "vocab_size", self.vocab_size, "must be >= 259 (bytes + specials)")
+        _check(self.torch_threads >= 0, "torch_threads", self.torch_threads, "must be >= 0 (0 = torch default)")
 
 
 @dataclass(frozen=True)

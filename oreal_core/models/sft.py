@@ -63,7 +63,7 @@ def sft_cache_key(cfg: OrealConfig) -> str:
         "format": SFT_FORMAT,
         "generator": GENERATOR,
         "task": dataclasses.asdict(cfg.data.synthetic),
-        "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
+        "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k not in ("cache_dir", "torch_threads")},
         "model": dataclasses.asdict(TinyModelSpec(vocab_size=cfg.sft.vocab_size)),
         "system_prompt": cfg.data.system_prompt,
         "stop_word": cfg.rollout.stop_word,
@@ -98,12 +98,16 @@ def run_sft(cfg: OrealConfig) -> SFTReport:
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    threads = torch.get_num_threads()
     try:
+        if cfg.sft.torch_threads:
+            torch.set_num_threads(cfg.sft.torch_threads)
         report = dataclasses.replace(train_tiny_policy(cfg, staging), policy_dir=str(final), cache_key=key)
         (staging / REPORT_FILE).write_text(json.dumps(report.as_dict(), indent=2))
         if not final.exists():  # commit: a reader sees a complete policy or none
             os.replace(staging, final)
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(staging, ignore_errors=True)
     return report
 
