@@ -11,7 +11,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 def sft_cache_dir(tmp_path_factory):
     """One SFT cache per test session: the tiny policy's warm-up (minutes) runs once and every
     test that needs the SFT-warmed policy of the same config reuses it."""
-    return tmp_path_factory.mktemp("sft-cache")
+    shared = os.environ.get("OREAL_TEST_SFT_CACHE")  # e.g. runs/sft, to reuse across sessions
+    return shared or tmp_path_factory.mktemp("sft-cache")
 
 
 def _has_cuda() -> bool:
