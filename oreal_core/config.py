@@ -362,9 +362,20 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 14000
     limit: int | None = None  # evaluate the first N problems of each benchmark
+    pass_k: int | None = None  # k of the reported pass@k (default: samples); must be <= samples
+    commit_every: int = 64  # problems per lake commit: an interrupted eval resumes from the last one
+    # Packaged competition sets end each problem with "Please reason step by step, and put your
+    # final answer within \boxed{}."; drop it when data.system_prompt already asks for that.
+    strip_boxed_instruction: bool = False
+    breakdown_keys: tuple[str, ...] = ("subject", "level", "type")  # per-group pass@1 where rows carry them
 
     def __post_init__(self) -> None:
         _check(self.samples >= 1, "samples", self.samples, "must be >= 1")
+        _check(self.pass_k is None or 1 <= self.pass_k <= self.samples, "pass_k", self.pass_k,
+               f"must be in [1, samples={self.samples}]")
+        _check(self.limit is None or self.limit >= 1, "limit", self.limit, "must be >= 1 (or null for all)")
+        _check(self.commit_every >= 1, "commit_every", self.commit_every, "must be >= 1")
+        _check(bool(self.benchmarks), "benchmarks", self.benchmarks, "must name at least one benchmark")
         _check(self.samples == 1 or self.temperature > 0, "temperature", self.temperature,
                "more than one sample per problem needs temperature > 0")
 

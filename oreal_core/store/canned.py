@@ -1,7 +1,8 @@
 """Every SQL query the reports run, in one place, against the views of views.connect.
 
 Each takes the run id as its only parameter (``$run_id``) and returns one row per step,
-ordered by step, except TOKEN_RM_EXAMPLES. They are plain SQL: paste them into
+ordered by step, except TOKEN_RM_EXAMPLES, EVAL_ACCURACY_BY_CHECKPOINT (one row per step and
+bench) and EVAL_FLIPPED_PROBLEMS (also takes ``$step_a`` and ``$step_b``). They are plain SQL: paste them into
 ``oreal query`` (with the run id filled in) to see the numbers behind a plot.
 """
 
@@ -84,4 +85,43 @@ UNION ALL SELECT 'verdicts', count(DISTINCT step), count(*) FROM verdicts WHERE 
 UNION ALL SELECT 'scored', count(DISTINCT step), count(*) FROM scored WHERE run_id = $run_id
 UNION ALL SELECT 'metrics', count(DISTINCT step), count(*) FROM metrics WHERE run_id = $run_id
 UNION ALL SELECT 'eval', count(DISTINCT step), count(*) FROM eval WHERE run_id = $run_id
+"""
+
+# pass@1 of each benchmark at each evaluated checkpoint: per problem the fraction of correct
+# samples, averaged over problems (the same estimator as oreal_core.eval).
+EVAL_ACCURACY_BY_CHECKPOINT = """
+WITH per_problem AS (
+    SELECT step, checkpoint, bench, problem_id,
+           avg((outcome = 'correct')::INT)   AS pass1,
+           avg(num_tokens)                   AS tokens,
+           avg((outcome = 'truncated')::INT) AS truncated
+    FROM eval WHERE run_id = $run_id
+    GROUP BY step, checkpoint, bench, problem_id
+)
+SELECT step, checkpoint, bench,
+       count(*)       AS problems,
+       avg(pass1)     AS pass1,
+       avg(tokens)    AS mean_tokens,
+       avg(truncated) AS truncated_frac
+FROM per_problem
+GROUP BY step, checkpoint, bench ORDER BY bench, step, checkpoint
+"""
+
+# Problems whose status changed between two evaluated steps ($run_id, $step_a, $step_b).
+# A problem counts as solved when at least half its samples are correct (with greedy
+# pass@1: when its one sample is). answer_a/answer_b are the first sample's extracted answers.
+EVAL_FLIPPED_PROBLEMS = """
+WITH per_problem AS (
+    SELECT step, bench, problem_id,
+           avg((outcome = 'correct')::INT)                         AS pass1,
+           any_value(extracted_answer) FILTER (WHERE sample_idx = 0) AS answer
+    FROM eval WHERE run_id = $run_id AND step IN ($step_a, $step_b)
+    GROUP BY step, bench, problem_id
+)
+SELECT a.bench, a.problem_id,
+       CASE WHEN b.pass1 >= 0.5 THEN 'gained' ELSE 'lost' END AS flip,
+       a.pass1 AS pass1_a, b.pass1 AS pass1_b, a.answer AS answer_a, b.answer AS answer_b
+FROM per_problem a JOIN per_problem b USING (bench, problem_id)
+WHERE a.step = $step_a AND b.step = $step_b AND (a.pass1 >= 0.5) <> (b.pass1 >= 0.5)
+ORDER BY a.bench, flip, a.problem_id
 """

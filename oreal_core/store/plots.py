@@ -43,6 +43,21 @@ def lines_by_step(table: pa.Table, series: dict[str, str], title: str, ylabel: s
     return _save(fig, path)
 
 
+def accuracy_by_checkpoint(table: pa.Table, path: Path) -> Path:
+    """pass@1 per evaluated step, one line per benchmark (EVAL_ACCURACY_BY_CHECKPOINT rows)."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    steps, pass1, benches = _col(table, "step"), _col(table, "pass1"), table.column("bench").to_pylist()
+    for bench in sorted(set(benches)):
+        mask = np.array([b == bench for b in benches])
+        ax.plot(steps[mask], pass1[mask], marker="o", markersize=3, label=bench)
+    ax.set(title="Evaluation pass@1 per checkpoint", xlabel="step", ylabel="pass@1", ylim=(-0.02, 1.02))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def stacked_bars_by_step(table: pa.Table, series: dict[str, str], title: str, path: Path) -> Path:
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()

@@ -54,6 +54,7 @@ _QUERIES = {
     "token_rm": canned.TOKEN_RM_EXAMPLES,
     "metrics": canned.METRICS_BY_STEP,
     "tables": canned.STEPS_BY_TABLE,
+    "eval": canned.EVAL_ACCURACY_BY_CHECKPOINT,
 }
 
 
@@ -99,6 +100,10 @@ def _draw(results: dict[str, pa.Table], out: Path, token_text: plots.TokenText |
     if not why:
         plots.metrics_grid(results["metrics"], out / "metrics.png")
     figures.append(Figure("metrics.png", "Training metrics per step", why))
+    why = empty("eval", "no evaluation records for this run")
+    if not why:
+        plots.accuracy_by_checkpoint(results["eval"], out / "eval_accuracy.png")
+    figures.append(Figure("eval_accuracy.png", "Evaluation pass@1 per checkpoint and benchmark", why))
     return figures
 
 
