@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
+from oreal_core.eval.problems import EvalInputError
 from oreal_core.store import StoreError
 
 Command = Callable[[argparse.Namespace], int]
@@ -71,6 +72,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from oreal_core.eval.command import run_eval_command
+
+    print(run_eval_command(config_from(args), args.checkpoint, args.bench, k=args.k, limit=args.limit,
+                           temperature=args.temperature, run_id=args.run_id, step=args.step))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     config_from(args)
     from flows.demo import run_demo
@@ -89,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "resume": ("continue a run at its first incomplete stage (same --config/--set as it started)",
                    _cmd_train),
         "sft": ("build (or reuse) the SFT-warmed tiny policy and print its held-out pass@1", _cmd_sft),
+        "eval": ("evaluate a checkpoint on math benchmarks (pass@1, pass@k, per-sample records in the lake)",
+                 _cmd_eval),
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs)", _cmd_query),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
@@ -103,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         parsers[name] = p
     parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")
     parsers["resume"].add_argument("run_id")
+    ev = parsers["eval"]
+    ev.add_argument("--checkpoint", required=True, help="HF-format model directory")
+    ev.add_argument("--bench", default=None,
+                    help="comma-separated: math500,aime24,aime25,amc2023,minervamath,olympiadbench,gsm8k,synthetic "
+                         "or JSONL paths (default eval.benchmarks)")
+    ev.add_argument("--k", type=int, default=None, help="samples per problem; reports pass@k (needs temperature)")
+    ev.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    ev.add_argument("--temperature", type=float, default=None)
+    ev.add_argument("--run-id", default=None, help="lake run for the records (default eval-<checkpoint>)")
+    ev.add_argument("--step", type=int, default=None, help="lake step partition (default from the checkpoint name)")
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id")
@@ -124,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"oreal: lake error: {exc}", file=sys.stderr)
         return 1
+    except EvalInputError as exc:
+        print(f"oreal: eval input error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
