@@ -108,12 +108,17 @@ def prefect_env(tmp_path_factory):
 
 
 def cheap_parameters(tmp: Path, sft_cache: Path, run_id: str) -> dict:
-    """One iteration of 4 prompts x 4 samples with the HF engine and a short SFT warm-up."""
+    """One iteration of 4 prompts x 4 samples with the HF engine after a 20-step SFT warm-up.
+
+    The policy this makes is poor (the test is about deployment, not learning): its SFT
+    cache lives in the test's own temporary folder, never in runs/sft.
+    """
     return {"config": "tiny-cpu", "run_id": run_id, "overrides": [
         "rollout.engine=hf", "run.total_steps=1", "data.prompts_per_step=4",
         "rollout.samples_per_prompt=4", f"store.uri={tmp / 'lake'}",
         f"train.checkpoint_dir={tmp / 'checkpoints'}", f"sft.cache_dir={sft_cache}",
-        "sft.max_steps=100", "sft.check_every=100", "sft.check_size=20"]}
+        "rollout.max_new_tokens=48", "sft.max_steps=20", "sft.batch_size=16", "sft.check_every=20",
+        "sft.check_size=10"]}
 
 
 def wait_final(flow_run_id, timeout_s: float, services: list[Service]):
