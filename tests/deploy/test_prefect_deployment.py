@@ -142,7 +142,7 @@ def test_train_deployment_runs_to_completion(prefect_env, tmp_path, tmp_path_fac
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env, server = prefect_env
-    prefect_cli(["work-pool", "create", POOL, "--type", "process"], env, timeout_s=180)
+    prefect_cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env, timeout_s=180)
     prefect_cli(["--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "oreal-train"],
                 env, timeout_s=600)
     worker = start_service("worker", [*PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"], env, tmp_path)
@@ -159,3 +159,30 @@ def test_train_deployment_runs_to_completion(prefect_env, tmp_path, tmp_path_fac
     assert final.name == run_id  # the flow names its run after the run id
     lake_files = [p.relative_to(tmp_path / "lake") for p in (tmp_path / "lake").rglob("*.parquet")]
     assert any("step=0" in str(p) and "metrics" in str(p) for p in lake_files), lake_files
+
+
+def test_every_deployment_registers_with_its_schedules_and_limits(prefect_env):
+    """The GPU-cluster deployments need no cluster to register: the server validates the
+    Kubernetes job template, the job variables, the schedules and the concurrency limits."""
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, _ = prefect_env
+    spec = yaml.safe_load((REPO_ROOT / "deploy" / "prefect.yaml").read_text())
+    pools = spec["definitions"]["work_pools"]
+    for pool, kind, template in ((pools["gpu"]["name"], "kubernetes", ["--base-job-template", "deploy/k8s-gpu-job-template.json"]),
+                                 (pools["local"]["name"], "process", [])):
+        prefect_cli(["work-pool", "create", pool, "--type", kind, "--overwrite", *template], env, timeout_s=180)
+    present = [d for d in spec["deployments"] if (REPO_ROOT / d["entrypoint"].split(":")[0]).exists()]
+    names = [arg for d in present for arg in ("--name", d["name"])]
+    prefect_cli(["--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", *names], env, timeout_s=900)
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        retrain = client.read_deployment_by_name("oreal-train/oreal-retrain")
+        gpu = client.read_work_pool(pools["gpu"]["name"])
+    schedules = {s.slug: s for s in retrain.schedules}
+    assert schedules["nightly-new-run"].active and schedules["nightly-new-run"].schedule.cron == "0 2 * * *"
+    assert not schedules["resume-run"].active and schedules["resume-run"].parameters["run_id"]
+    assert retrain.global_concurrency_limit.limit == 1
+    assert retrain.job_variables["gpu_count"] == pools["gpu"]["job_variables"]["gpu_count"]
+    assert "gpu_count" in gpu.base_job_template["variables"]["properties"]
