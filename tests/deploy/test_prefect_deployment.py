@@ -1,0 +1,188 @@
+"""deploy/prefect.yaml against a real Prefect server: deploy, run through a worker, complete.
+
+Everything runs as the docs say a user runs it: `prefect server start` on 127.0.0.1 with
+its own PREFECT_HOME, `prefect work-pool create`, `prefect deploy --prefect-file
+deploy/prefect.yaml` from the repository root, `prefect worker start`; the flow run is
+created through the API with `run_deployment`. Every process started here is stopped
+by its process group at the end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PREFECT = [sys.executable, "-m", "prefect"]
+POOL = "oreal-local"  # deploy/prefect.yaml, definitions.work_pools.local
+DEPLOYMENT = "oreal-train/oreal-train"  # flow name / deployment name
+RUN_TIMEOUT_S = 1200  # the first use of the tiny config trains an SFT policy (minutes on 2 busy cores)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@dataclass
+class Service:
+    """A background process in its own process group, logging to a file."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def tail(self, chars: int = 6000) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} log ({self.log}) ---\n{text[-chars:]}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def start_service(name: str, args: list[str], env: dict[str, str], logdir: Path) -> Service:
+    log = logdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return Service(name, proc, log)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(server: Service, api_url: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"prefect server exited with {server.proc.returncode}\n{server.tail()}")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"prefect server not healthy at {api_url} after {timeout_s:.0f} s\n{server.tail()}")
+
+
+def prefect_cli(args: list[str], env: dict[str, str], timeout_s: float) -> None:
+    done = subprocess.run([*PREFECT, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def prefect_env(tmp_path_factory):
+    """A real Prefect server with an isolated PREFECT_HOME, and the env its clients use."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    api_url = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "OREAL_HOME": str(REPO_ROOT),
+           "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    port = api_url.rsplit(":", 1)[1].split("/")[0]
+    server = start_service("server", [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port],
+                           env, home)
+    try:
+        wait_healthy(server, api_url)
+        yield env, server
+    finally:
+        server.stop()
+
+
+def cheap_parameters(tmp: Path, sft_cache: Path, run_id: str) -> dict:
+    """One iteration of 4 prompts x 4 samples with the HF engine after a 20-step SFT warm-up.
+
+    The policy this makes is poor (the test is about deployment, not learning): its SFT
+    cache lives in the test's own temporary folder, never in runs/sft.
+    """
+    return {"config": "tiny-cpu", "run_id": run_id, "overrides": [
+        "rollout.engine=hf", "run.total_steps=1", "data.prompts_per_step=4",
+        "rollout.samples_per_prompt=4", f"store.uri={tmp / 'lake'}",
+        f"train.checkpoint_dir={tmp / 'checkpoints'}", f"sft.cache_dir={sft_cache}",
+        "rollout.max_new_tokens=48", "sft.max_steps=20", "sft.batch_size=16", "sft.check_every=20",
+        "sft.check_size=10"]}
+
+
+def wait_final(flow_run_id, timeout_s: float, services: list[Service]):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            if time.monotonic() > deadline or any(s.proc.poll() is not None for s in services):
+                logs = "\n".join(s.tail() for s in services)
+                pytest.fail(f"flow run {run.name} still {run.state_name} after {timeout_s:.0f} s "
+                            f"(or a service died)\n{logs}")
+            time.sleep(3)
+
+
+def test_train_deployment_runs_to_completion(prefect_env, tmp_path, tmp_path_factory):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, server = prefect_env
+    prefect_cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env, timeout_s=180)
+    prefect_cli(["--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "oreal-train"],
+                env, timeout_s=600)
+    worker = start_service("worker", [*PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"], env, tmp_path)
+    run_id = f"deploy-test-{uuid.uuid4().hex[:8]}"
+    params = cheap_parameters(tmp_path, tmp_path_factory.mktemp("sft"), run_id)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
+            final = wait_final(flow_run.id, RUN_TIMEOUT_S, [server, worker])
+        assert final.state.is_completed(), (
+            f"flow run {final.name} ended {final.state_name}: {final.state.message}\n{worker.tail(12000)}")
+    finally:
+        worker.stop()
+    assert final.name == run_id  # the flow names its run after the run id
+    lake_files = [p.relative_to(tmp_path / "lake") for p in (tmp_path / "lake").rglob("*.parquet")]
+    assert any("step=0" in str(p) and "metrics" in str(p) for p in lake_files), lake_files
+
+
+def test_every_deployment_registers_with_its_schedules_and_limits(prefect_env):
+    """The GPU-cluster deployments need no cluster to register: the server validates the
+    Kubernetes job template, the job variables, the schedules and the concurrency limits."""
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, _ = prefect_env
+    spec = yaml.safe_load((REPO_ROOT / "deploy" / "prefect.yaml").read_text())
+    pools = spec["definitions"]["work_pools"]
+    for pool, kind, template in ((pools["gpu"]["name"], "kubernetes", ["--base-job-template", "deploy/k8s-gpu-job-template.json"]),
+                                 (pools["local"]["name"], "process", [])):
+        prefect_cli(["work-pool", "create", pool, "--type", kind, "--overwrite", *template], env, timeout_s=180)
+    present = [d for d in spec["deployments"] if (REPO_ROOT / d["entrypoint"].split(":")[0]).exists()]
+    names = [arg for d in present for arg in ("--name", d["name"])]
+    prefect_cli(["--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", *names], env, timeout_s=900)
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        retrain = client.read_deployment_by_name("oreal-train/oreal-retrain")
+        gpu = client.read_work_pool(pools["gpu"]["name"])
+    schedules = {s.slug: s for s in retrain.schedules}
+    assert schedules["nightly-new-run"].active and schedules["nightly-new-run"].schedule.cron == "0 2 * * *"
+    assert not schedules["resume-run"].active and schedules["resume-run"].parameters["run_id"]
+    assert retrain.global_concurrency_limit.limit == 1
+    assert retrain.job_variables["gpu_count"] == pools["gpu"]["job_variables"]["gpu_count"]
+    assert "gpu_count" in gpu.base_job_template["variables"]["properties"]
