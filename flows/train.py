@@ -20,6 +20,7 @@ not committed, and refuses a changed config.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -30,6 +31,10 @@ from oreal_core.pipeline.progress import iteration_markdown, progress_line
 from oreal_core.pipeline.session import RunSpec, session_for
 from tasks.evaluate import evaluate_task
 from tasks.stages import rollout_task, score_task, train_task, verify_task
+
+# The library logs progress (SFT checks, replays, skipped steps) at INFO; Prefect shows
+# loggers named in PREFECT_LOGGING_EXTRA_LOGGERS, but only at the level they let through.
+logging.getLogger("oreal_core").setLevel(logging.INFO)
 
 
 @flow(name="rl-iteration", flow_run_name="{spec.run_id}-step-{step}")
