@@ -4,9 +4,11 @@ The lake holds one artefact per (run, step, table), and ``eval`` is partitioned 
 training step of the checkpoint. So all benchmarks (and, for released models evaluated
 at step 0, all checkpoints) of one step share one ``eval`` artefact. Every
 ``eval.commit_every`` problems the runner appends the new rows and re-commits the whole
-artefact (``Lake.write(..., overwrite=True)``): the commit is atomic, so a reader sees the
-rows of the last finished chunk or of the one before it, and an interrupted evaluation
-resumes from the last commit without re-sampling a finished problem.
+artefact (``Lake.write(..., overwrite=True)``), and an interrupted evaluation resumes from
+the last commit without re-sampling a finished problem. ``Lake.write`` uncommits the old
+artefact before committing the new one (readers never see new data under an old
+manifest), so a crash inside that window (one Parquet upload and two moves) hides the
+step's earlier chunks and the re-run samples them again: work repeated, never wrong rows.
 
 Rewriting the artefact costs O(rows) per chunk; with the default of 64 problems per
 commit that is negligible next to sampling even for MATH-500 x 16 long responses.
