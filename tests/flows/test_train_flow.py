@@ -34,7 +34,8 @@ def _overrides(root: Path, sft_cache_dir) -> list[str]:
 
 def _tables(overrides: list[str], run_id: str) -> dict:
     lake = Lake.open(load_config("tiny-cpu", overrides).store)
-    out = {t: lake.read(run_id, 0, t).drop_columns(["run_id"]).to_pylist() for t in ("samples", "verdicts", "scored")}
+    out = {t: lake.read(run_id, 0, t).drop_columns(["run_id"]).to_pylist() for t in ("verdicts", "scored")}
+    out["samples"] = lake.read(run_id, 0, "samples").drop_columns(["run_id", "gen_latency_s"]).to_pylist()
     metrics = {m["name"]: m["value"] for m in lake.read(run_id, 0, "metrics").to_pylist()}
     out["metrics"] = {k: metrics[k] for k in DETERMINISTIC}
     return out
