@@ -15,7 +15,6 @@ from pathlib import Path
 
 from flows.train import new_run_id, train
 from oreal_core.config import load_config
-from oreal_core.eval.history import best_checkpoint
 from oreal_core.store.report import write_report
 
 QUERIES = (
@@ -36,7 +35,6 @@ def run_demo(config: str = "tiny-cpu", overrides: tuple[str, ...] = ()) -> dict:
     evals = result["evals"]
     first, last = evals[min(evals)], evals[max(evals)]
     report_dir = Path(write_report(cfg, run_id))
-    best = best_checkpoint(cfg, run_id, bench)
     summary = {
         "run_id": run_id,
         "bench": bench,
@@ -45,7 +43,7 @@ def run_demo(config: str = "tiny-cpu", overrides: tuple[str, ...] = ()) -> dict:
         "end_pass1": last[f"eval/{bench}/pass1"],
         "end_pass1_interval": [last[f"eval/{bench}/pass1_low"], last[f"eval/{bench}/pass1_high"]],
         "pass1_by_policy_version": {v: e[f"eval/{bench}/pass1"] for v, e in sorted(evals.items())},
-        "best_checkpoint": None if best is None else {"step": best.step, "pass1": best.pass1, "path": best.checkpoint},
+        "best_checkpoint": result["best_checkpoint"],
         "steps": cfg.run.total_steps,
         "wall_s": round(time.perf_counter() - start, 1),
         "stage_s": _stage_seconds(result["history"]),

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from oreal_core.eval.history import best_checkpoint
 from oreal_core.pipeline.progress import iteration_markdown, progress_line
 from oreal_core.pipeline.session import RunSpec, session_for
 from tasks.evaluate import evaluate_task
@@ -75,8 +76,14 @@ def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: 
         if every and ((step + 1) % every == 0 or step + 1 == total):
             evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
             logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]))
+    best = None
+    if evals:  # the reference's README: the last checkpoint is often not the best; keep the best by eval
+        found = best_checkpoint(session.cfg, spec.run_id, session.cfg.eval.benchmarks[0])
+        best = None if found is None else {"step": found.step, "checkpoint": found.checkpoint,
+                                           "bench": found.bench, "pass1": found.pass1}
+        logger.info("best checkpoint by %s pass@1: %s", session.cfg.eval.benchmarks[0], best)
     return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history,
-            "evals": evals, "lake": session.lake.location.uri}
+            "evals": evals, "best_checkpoint": best, "lake": session.lake.location.uri}
 
 
 def _pass1_text(scores: dict[str, float]) -> str:

@@ -92,3 +92,16 @@ def test_resume_with_a_changed_config_is_refused(reference, tmp_path, sft_cache_
     done = subprocess.run(_oreal("resume", "changed", *sets, "--set", "loss.kl_coef=0.5"), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 1 and "loss.kl_coef: 0.01 -> 0.5" in done.stderr
+
+
+def test_training_evaluates_on_schedule_and_records_the_best_checkpoint(tmp_path, sft_cache_dir):
+    overrides = [o for o in _overrides(tmp_path, sft_cache_dir) if not o.startswith("run.eval_every")]
+    overrides += ["run.eval_every=1", "eval.benchmarks=[synthetic]", "eval.limit=16", "eval.max_new_tokens=64"]
+    result = train("tiny-cpu", overrides, "evals")
+    assert sorted(result["evals"]) == [0, 1]  # the start policy, then after the only step
+    for scores in result["evals"].values():
+        assert 0.0 <= scores["eval/synthetic/pass1"] <= 1.0 and scores["eval/synthetic/problems"] == 16
+    best = result["best_checkpoint"]
+    assert best["bench"] == "synthetic" and best["pass1"] == max(e["eval/synthetic/pass1"] for e in result["evals"].values())
+    lake = Lake.open(load_config("tiny-cpu", overrides).store)
+    assert lake.read("evals", 0, "eval").num_rows == 32  # both checkpoints' records, in step 0's partition
