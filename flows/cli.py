@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    for chatty in ("httpx", "httpcore"):  # one line per Prefect API call drowns the progress lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as exc:
