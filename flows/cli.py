@@ -82,10 +82,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    config_from(args)
-    from flows.demo import run_demo
+    from flows.demo import DEMO_CONFIG, run_demo
 
-    run_demo(args.config or DEFAULT_CONFIG, tuple(args.overrides))
+    config = args.config or DEMO_CONFIG
+    load_config(config, args.overrides)  # fail on a bad config before Prefect starts
+    run_demo(config, tuple(args.overrides))
     return 0
 
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, tuple[str, Command]] = {
         "config": ("print the resolved config and its hash", _cmd_config),
-        "demo": ("run the whole loop on the tiny CPU policy", _cmd_demo),
+        "demo": ("run the whole loop on the tiny CPU policy (config demo-cpu) and report the gain", _cmd_demo),
         "train": ("run OREAL iterations as Prefect flow runs; an existing --run-id resumes", _cmd_train),
         "resume": ("continue a run at its first incomplete stage (same --config/--set as it started)",
                    _cmd_train),

@@ -17,6 +17,8 @@ from flows.train import new_run_id, train
 from oreal_core.config import load_config
 from oreal_core.store.report import write_report
 
+DEMO_CONFIG = "demo-cpu"  # tiny-cpu without the token RM: see the config's header for why
+
 QUERIES = (
     "SELECT step, avg(correct::INT) AS accuracy, count(*) AS samples FROM verdicts GROUP BY step ORDER BY step",
     "SELECT step, avg(num_tokens) AS mean_len, avg((finish_reason = 'length')::INT) AS truncated "
@@ -25,7 +27,7 @@ QUERIES = (
 )
 
 
-def run_demo(config: str = "tiny-cpu", overrides: tuple[str, ...] = ()) -> dict:
+def run_demo(config: str = DEMO_CONFIG, overrides: tuple[str, ...] = ()) -> dict:
     start = time.perf_counter()
     cfg = load_config(config, overrides)
     if not cfg.run.eval_every:
