@@ -19,8 +19,8 @@ from oreal_core.store import StoreError
 Command = Callable[[argparse.Namespace], int]
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="config name in configs/ (default tiny-cpu) or a YAML path")
+def _add_config_args(parser: argparse.ArgumentParser, default: str = DEFAULT_CONFIG) -> None:
+    parser.add_argument("--config", default=None, help=f"config name in configs/ (default {default}) or a YAML path")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set loss.kl_coef=0.02 (repeatable)")
 
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers = {}
     for name, (help_text, func) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _add_config_args(p)
+        _add_config_args(p, "demo-cpu" if name == "demo" else DEFAULT_CONFIG)  # flows.demo.DEMO_CONFIG
         p.set_defaults(func=func)
         parsers[name] = p
     parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")

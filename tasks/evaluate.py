@@ -6,6 +6,8 @@ the checkpoint's weights) and verifier, so an evaluation costs sampling time onl
 
 from __future__ import annotations
 
+import time
+
 from prefect import task
 
 from oreal_core.eval.runner import evaluate
@@ -21,10 +23,11 @@ def evaluate_task(spec: RunSpec, policy_version: int, label: str) -> dict[str, f
     """
     session = session_for(spec)
     engine = session.engine_at(policy_version)
+    start = time.perf_counter()  # sampling and checking only: the engine's start-up is not the eval's
     summary = evaluate(session.cfg, session.policy_dir_for(policy_version), run_id=spec.run_id,
                        step=max(policy_version - 1, 0), engine=engine, verifier=session.verifier,
                        lake=session.lake)
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"time/eval_s": time.perf_counter() - start}
     for bench in summary.benches:
         out[f"eval/{bench.bench}/pass1"] = bench.pass1.value
         out[f"eval/{bench.bench}/pass1_low"] = bench.pass1.low

@@ -14,6 +14,7 @@ them for one run and brings them to the state a step needs:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import random
@@ -172,6 +173,7 @@ def session_for(spec: RunSpec) -> RunSession:
     return _OPEN[spec.run_id]
 
 
+@atexit.register  # stop the engine and the verifier's workers before the interpreter tears down
 def close_sessions() -> None:
     while _OPEN:
         _OPEN.popitem()[1].close()

@@ -42,7 +42,10 @@ def _serve(conn: Connection, preload: tuple[str, ...]) -> None:
         importlib.import_module(module)
     conn.send("ready")
     while True:
-        message = conn.recv()
+        try:
+            message = conn.recv()
+        except EOFError:  # the caller exited without closing the pool: nothing left to serve
+            return
         if message is None:
             return
         fn, args = message
