@@ -4,6 +4,12 @@ The `deepspeed` launcher and `torchrun` both export MASTER_ADDR/PORT, RANK, LOCA
 WORLD_SIZE; a plain `python` process (tests, the CPU demo, a Prefect task) gets the
 single-process defaults below, so the same code path runs everywhere. CPU uses gloo
 (DeepSpeed's CPU accelerator), GPUs use NCCL.
+
+The defaults go into os.environ (DeepSpeed reads and writes LOCAL_RANK & co. there), so
+every child process inherits them. A child that trains (an `oreal` started by a run, a
+test) must not take them for a launcher's and rendezvous on its parent's bound port: the
+defaults are tagged with the pid that set them, and a process that finds another pid's tag
+sets its own.
 """
 
 from __future__ import annotations
@@ -22,14 +28,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+DEFAULTS_OWNER = "OREAL_DIST_DEFAULTS_PID"  # the pid that filled in the single-process variables
+
+
 def init_process_group() -> None:
     """Join (or create) the default process group once per process."""
     if dist.is_available() and dist.is_initialized():
         return
-    if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process group on loopback
+    inherited = os.environ.get(DEFAULTS_OWNER, str(os.getpid())) != str(os.getpid())
+    if inherited:  # a parent's one-process group, not a launcher's: its port is taken
+        os.environ.pop("MASTER_PORT", None)
+    if inherited or "WORLD_SIZE" not in os.environ:  # not under a launcher: one process on loopback
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", **{DEFAULTS_OWNER: str(os.getpid())})
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed  # imported late: DS_ACCELERATOR must be set before its first import

@@ -58,16 +58,6 @@ def _oreal(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "oreal"), *args]
 
 
-# The in-process reference run joined a one-process torch.distributed group, which sets
-# MASTER_PORT & co. in this process's environment and keeps listening on that port; a child
-# `oreal` must pick its own rendezvous, as a freshly started process does.
-_RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _RENDEZVOUS}
-
-
 @pytest.mark.parametrize("stage, after", [("rollout", "run.json"), ("verify", "samples"), ("score", "verdicts"),
                                           ("train", "scored")])
 def test_sigkill_in_each_stage_then_resume_reproduces_the_run(reference, tmp_path, sft_cache_dir, stage, after):
@@ -76,7 +66,7 @@ def test_sigkill_in_each_stage_then_resume_reproduces_the_run(reference, tmp_pat
     marker = (tmp_path / "lake/runs/killed/run.json" if after == "run.json"
               else tmp_path / f"lake/runs/killed/step=0/{after}.manifest.json")
     proc = subprocess.Popen(_oreal("train", "--run-id", "killed", *sets), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True, env=_child_env())
+                            stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 600
     while not marker.exists():
         assert proc.poll() is None, f"run ended before {stage}: {proc.stderr.read().decode()[-3000:]}"
@@ -85,8 +75,7 @@ def test_sigkill_in_each_stage_then_resume_reproduces_the_run(reference, tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)  # the process is now working on `stage`
     assert proc.wait() == -signal.SIGKILL
 
-    done = subprocess.run(_oreal("resume", "killed", *sets), capture_output=True, text=True, timeout=900,
-                          env=_child_env())
+    done = subprocess.run(_oreal("resume", "killed", *sets), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = _tables(overrides, "killed")
     for table in ("samples", "verdicts", "scored"):
@@ -100,7 +89,7 @@ def test_resume_with_a_changed_config_is_refused(reference, tmp_path, sft_cache_
     sets = [a for o in overrides for a in ("--set", o)]
     train("tiny-cpu", overrides, "changed")
     done = subprocess.run(_oreal("resume", "changed", *sets, "--set", "loss.kl_coef=0.5"), capture_output=True,
-                          text=True, timeout=300, env=_child_env())
+                          text=True, timeout=300)
     assert done.returncode == 1 and "loss.kl_coef: 0.01 -> 0.5" in done.stderr
 
 
