@@ -13,10 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
+from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.store import StoreError
 
 Command = Callable[[argparse.Namespace], int]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
+    return value
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = DEFAULT_CONFIG) -> None:
@@ -81,6 +89,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from flows.prepare import prepare_prompts
+
+    load_config(args.config, args.overrides)  # fail on a bad config before Prefect starts
+    prepare_prompts(args.out, args.config or DEFAULT_CONFIG, list(args.overrides), samples=args.samples,
+                    limit=args.limit, overwrite=args.overwrite)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import DEMO_CONFIG, run_demo
 
@@ -100,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         "resume": ("continue a run at its first incomplete stage (same --config/--set as it started)",
                    _cmd_train),
         "sft": ("build (or reuse) the SFT-warmed tiny policy and print its held-out pass@1", _cmd_sft),
+        "prepare": ("estimate each prompt's pass rate with the start policy and write the prompt file that "
+                    "training balances by (data.difficulty_bands)", _cmd_prepare),
         "eval": ("evaluate a checkpoint on math benchmarks (pass@1, pass@k, per-sample records in the lake)",
                  _cmd_eval),
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
@@ -116,13 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         parsers[name] = p
     parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")
     parsers["resume"].add_argument("run_id")
+    prep = parsers["prepare"]
+    prep.add_argument("--out", required=True, help="JSONL to write (question, gold_answer, pass_rate, source)")
+    prep.add_argument("--samples", type=_positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")
+    prep.add_argument("--limit", type=_positive_int, default=None, help="first N prompts of data.prompts")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ev = parsers["eval"]
     ev.add_argument("--checkpoint", required=True, help="HF-format model directory")
     ev.add_argument("--bench", default=None,
                     help="comma-separated: math500,aime24,aime25,amc2023,minervamath,olympiadbench,gsm8k,synthetic "
                          "or JSONL paths (default eval.benchmarks)")
-    ev.add_argument("--k", type=int, default=None, help="samples per problem; reports pass@k (needs temperature)")
-    ev.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    ev.add_argument("--k", type=_positive_int, default=None, help="samples per problem; reports pass@k (needs temperature)")
+    ev.add_argument("--limit", type=_positive_int, default=None, help="first N problems of each benchmark")
     ev.add_argument("--temperature", type=float, default=None)
     ev.add_argument("--run-id", default=None, help="lake run for the records (default eval-<checkpoint>)")
     ev.add_argument("--step", type=int, default=None, help="lake step partition (default from the checkpoint name)")
@@ -153,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except EvalInputError as exc:
         print(f"oreal: eval input error: {exc}", file=sys.stderr)
+        return 2
+    except (PromptDataError, FileExistsError) as exc:  # a bad prompt file; `prepare` would overwrite
+        print(f"oreal: {exc}", file=sys.stderr)
         return 2
 
 

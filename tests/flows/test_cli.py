@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from flows.cli import main
 
 
@@ -18,7 +20,14 @@ def test_config_error_exits_2_with_the_field(capsys):
 def test_console_script_is_installed():
     bin_dir = __import__("pathlib").Path(sys.executable).parent
     out = subprocess.run([str(bin_dir / "oreal"), "--help"], capture_output=True, text=True, check=True).stdout
-    assert "config" in out and "demo" in out
+    for command in ("config", "demo", "train", "resume", "sft", "prepare", "eval", "query", "report", "serve-judge"):
+        assert command in out
+
+
+def test_prepare_refuses_a_non_positive_count_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["prepare", "--out", "rated.jsonl", "--samples", "0"])
+    assert exited.value.code == 2 and "--samples: 0: must be >= 1" in capsys.readouterr().err
 
 
 def test_query_refuses_writes_and_reads_an_empty_lake(tmp_path, capsys):
