@@ -15,7 +15,10 @@ Departures, all from the reference code (OREAL_SPEC.md §1.2): advantages are RL
 all K samples before filtering; the KL term (k3, beta 0.01) covers all kept tokens; the
 actor is frozen for the first ``actor.freeze_steps`` iterations while the RM warms up.
 Every stage commits a lake artefact; re-running a run id continues at the first stage
-not committed, and refuses a changed config.
+not committed, and refuses a changed config. Storing and checkpointing are not tasks of
+their own: each stage writes its artefact to the lake as its last act, and the train
+stage saves the checkpoint before committing its metrics, so "stage done" and "artefact
+committed" are one fact: a kill before the commit leaves the stage to be redone.
 """
 
 from __future__ import annotations
