@@ -68,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config_from(args)  # fail on a bad config before Prefect starts
     from flows.train import train
 
-    summary = train(args.config or DEFAULT_CONFIG, list(args.overrides), args.run_id)
+    summary = train(args.config or DEFAULT_CONFIG, list(args.overrides), args.run_id, args.allow_code_change)
     print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}")
     return 0
 
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         parsers[name] = p
     parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")
     parsers["resume"].add_argument("run_id")
+    for name in ("train", "resume"):
+        parsers[name].add_argument("--allow-code-change", action="store_true",
+                                   help="resume a run started under another code version (git commit)")
     prep = parsers["prepare"]
     prep.add_argument("--out", required=True, help="JSONL to write (question, gold_answer, pass_rate, source)")
     prep.add_argument("--samples", type=_positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")

@@ -58,10 +58,12 @@ def rl_iteration(spec: RunSpec, step: int) -> dict[str, float]:
 
 
 @flow(name="oreal-train", flow_run_name="{run_id}")
-def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: str | None = None) -> dict:
-    """Train with OREAL for ``run.total_steps`` iterations; re-running a run id resumes it."""
+def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: str | None = None,
+          allow_code_change: bool = False) -> dict:
+    """Train with OREAL for ``run.total_steps`` iterations; re-running a run id resumes it
+    (refused under another config, and under other code unless ``allow_code_change``)."""
     logger = get_run_logger()
-    spec = RunSpec(run_id or new_run_id(config), config, tuple(overrides or ()))
+    spec = RunSpec(run_id or new_run_id(config), config, tuple(overrides or ()), allow_code_change)
     session = session_for(spec)  # opens (or resumes) the run: refuses a changed config up front
     total = session.cfg.run.total_steps
     first = first_incomplete_step(session, total)

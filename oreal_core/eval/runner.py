@@ -79,7 +79,9 @@ def evaluate(cfg: OrealConfig, checkpoint: str | Path, *, run_id: str, benches: 
         spec = SamplingSpec.from_eval(cfg.eval, cfg.rollout)
         for eval_set in eval_sets:
             _check_prompts_fit(eval_set, engine, spec)
-        lake.open_run(run_id, cfg.hash(), config_text=cfg.to_yaml())  # a refused resume fails before sampling
+        # A refused resume fails before sampling. The code version is not checked here: during
+        # training the run's session already decided on it, and every eval artefact records its own.
+        lake.open_run(run_id, cfg.hash(), config_text=cfg.to_yaml(), allow_code_change=True)
         if verifier is None:
             verifier = stack.enter_context(Verifier(cfg.verifier, seed=cfg.run.seed))
         stored = StepRecords(lake, run_id, step)

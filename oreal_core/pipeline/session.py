@@ -46,6 +46,7 @@ class RunSpec:
     run_id: str
     config: str = "tiny-cpu"  # a name in configs/ or a YAML path
     overrides: tuple[str, ...] = ()
+    allow_code_change: bool = False  # resume under other code than the run started with
 
     def load(self) -> OrealConfig:
         return load_config(self.config, self.overrides)
@@ -65,7 +66,8 @@ class RunSession:
 
     def _open_run(self) -> None:
         try:
-            self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml())
+            self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml(),
+                               allow_code_change=self.spec.allow_code_change)
         except ConfigMismatch as exc:
             saved = self.lake.run_config(self.run_id)
             if saved is None:

@@ -5,6 +5,7 @@ from oreal_core.store.errors import (
     ArtefactExists,
     ArtefactNotFound,
     ChecksumMismatch,
+    CodeVersionMismatch,
     ConfigMismatch,
     InvalidRunId,
     QueryRefused,
@@ -28,7 +29,7 @@ from oreal_core.store.records import (
 from oreal_core.store.schemas import TABLES
 
 __all__ = [
-    "TABLES", "ArtefactExists", "ArtefactNotFound", "ChecksumMismatch", "ConfigMismatch", "EvalRecord",
+    "TABLES", "ArtefactExists", "ArtefactNotFound", "ChecksumMismatch", "CodeVersionMismatch", "ConfigMismatch", "EvalRecord",
     "InvalidRunId", "Lake", "QueryRefused", "RunNotFound", "SamplingParams", "SchemaError", "ScoredRow",
     "StorageUnavailable", "StoreError", "eval_table", "metrics_table", "samples_table", "scored_rows",
     "scored_table", "verdicts_table",

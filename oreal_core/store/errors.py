@@ -31,6 +31,10 @@ class ConfigMismatch(StoreError):
     """A run is resumed under a different configuration than it was started with."""
 
 
+class CodeVersionMismatch(StoreError):
+    """A run is resumed under other code than it was started with, and that was not allowed."""
+
+
 class SchemaError(StoreError, ValueError):
     """A table does not fit its lake schema, or an artefact has another schema version."""
 

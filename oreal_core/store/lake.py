@@ -27,6 +27,7 @@ from oreal_core.store.errors import (
     ArtefactExists,
     ArtefactNotFound,
     ChecksumMismatch,
+    CodeVersionMismatch,
     ConfigMismatch,
     RunNotFound,
     SchemaError,
@@ -54,8 +55,11 @@ class Lake:
     # ------------------------------------------------------------------ runs
 
     def open_run(self, run_id: str, config_hash: str, *, config_text: str | None = None,
-                 version: str | None = None) -> RunManifest:
-        """Start a run, or resume it if its manifest records the same config hash.
+                 version: str | None = None, allow_code_change: bool = False) -> RunManifest:
+        """Start a run, or resume it if its manifest records the same config hash and code version.
+
+        Resuming under other code (another commit, or uncommitted changes) is refused unless
+        ``allow_code_change``: the run would no longer be what one version of the code produces.
 
         ``config_text`` (the resolved config as YAML, ``cfg.to_yaml()``) is kept beside the
         manifest as ``config.yaml`` so a refused resume can be diffed against the original.
@@ -71,6 +75,11 @@ class Lake:
                     f"({self.location.uri}/{layout.run_dir(run_id)}/{layout.RUN_CONFIG} if it was recorded)"
                 )
             if existing.code_version != version:
+                if not allow_code_change:
+                    raise CodeVersionMismatch(
+                        f"run {run_id!r} was started with code {existing.code_version} and would resume under "
+                        f"{version}; resume with --allow-code-change (flow parameter allow_code_change) to "
+                        f"accept that, or check out {existing.code_version}")
                 log.warning("run %s: resuming under code %s (started with %s)", run_id, version, existing.code_version)
             return existing
         manifest = RunManifest(run_id=run_id, config_hash=config_hash, code_version=version, created_at=utc_now())

@@ -11,6 +11,7 @@ from oreal_core.store import (
     ArtefactExists,
     ArtefactNotFound,
     ChecksumMismatch,
+    CodeVersionMismatch,
     ConfigMismatch,
     InvalidRunId,
     Lake,
@@ -89,7 +90,10 @@ def test_staging_is_cleaned_up(lake):
 
 def test_resume_with_same_config_and_refuse_a_changed_one(lake):
     started = lake.open_run("r1", "hash-a", version="v1")
-    assert lake.open_run("r1", "hash-a", version="v2") == started  # code change: warned, allowed
+    assert lake.open_run("r1", "hash-a", version="v1") == started
+    with pytest.raises(CodeVersionMismatch, match="started with code v1 and would resume under v2.*--allow-code-change"):
+        lake.open_run("r1", "hash-a", version="v2")
+    assert lake.open_run("r1", "hash-a", version="v2", allow_code_change=True) == started  # warned, allowed
     with pytest.raises(ConfigMismatch, match="hash-a.*hash-b"):
         lake.open_run("r1", "hash-b")
     assert lake.run("r1").config_hash == "hash-a"

@@ -79,7 +79,7 @@ def test_credentials_never_reach_objects_logs_or_reprs(s3_server, caplog):
     lake = Lake.open(cfg)
     with caplog.at_level(logging.DEBUG):
         write_run(lake, "r1", steps=1)
-        lake.open_run("r1", "cfg-hash-1", version="another-version")  # logs a warning
+        lake.open_run("r1", "cfg-hash-1", version="another-version", allow_code_change=True)  # logs a warning
         run_query(cfg, "SELECT count(*) FROM samples")
     assert "resuming under code another-version" in caplog.text
     client = boto3.client("s3", endpoint_url=s3_server)
