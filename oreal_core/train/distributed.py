@@ -8,8 +8,9 @@ single-process defaults below, so the same code path runs everywhere. CPU uses g
 The defaults go into os.environ (DeepSpeed reads and writes LOCAL_RANK & co. there), so
 every child process inherits them. A child that trains (an `oreal` started by a run, a
 test) must not take them for a launcher's and rendezvous on its parent's bound port: the
-defaults are tagged with the pid that set them, and a process that finds another pid's tag
-sets its own.
+defaults are tagged with the pid and port that made them up; a process that finds another
+pid's tag on the same port sets its own (a launcher below that parent sets another port, and
+is trusted).
 """
 
 from __future__ import annotations
@@ -28,20 +29,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-DEFAULTS_OWNER = "OREAL_DIST_DEFAULTS_PID"  # the pid that filled in the single-process variables
+DEFAULTS_TAG = "OREAL_DIST_DEFAULTS"  # "<pid>:<port>" of the process that made up a one-process group
+
+
+def _inherited_defaults() -> bool:
+    """The rendezvous variables are a parent's made-up one-process group, not a launcher's."""
+    pid, _, port = os.environ.get(DEFAULTS_TAG, "").partition(":")
+    return bool(pid) and pid != str(os.getpid()) and os.environ.get("MASTER_PORT") == port
 
 
 def init_process_group() -> None:
     """Join (or create) the default process group once per process."""
     if dist.is_available() and dist.is_initialized():
         return
-    inherited = os.environ.get(DEFAULTS_OWNER, str(os.getpid())) != str(os.getpid())
-    if inherited:  # a parent's one-process group, not a launcher's: its port is taken
-        os.environ.pop("MASTER_PORT", None)
-    if inherited or "WORLD_SIZE" not in os.environ:  # not under a launcher: one process on loopback
+    if _inherited_defaults():  # the parent still holds that port
+        for name in ("MASTER_PORT", "WORLD_SIZE"):
+            del os.environ[name]
+    if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process group on loopback
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", **{DEFAULTS_OWNER: str(os.getpid())})
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        os.environ[DEFAULTS_TAG] = f"{os.getpid()}:{os.environ['MASTER_PORT']}"
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed  # imported late: DS_ACCELERATOR must be set before its first import

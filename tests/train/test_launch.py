@@ -67,23 +67,31 @@ def test_two_ranks_train_the_same_weights_as_one(batch_files, policy_dir, tmp_pa
     assert run(parse_args([*common, "--checkpoint-root", str(single), "--resume"])) == []
 
 
-def test_a_child_of_a_one_process_run_picks_its_own_rendezvous():
+def _rendezvous_in_child(env: dict[str, str]) -> tuple[str, str]:
+    code = ("import os, torch.distributed as dist\n"
+            "from oreal_core.train.distributed import init_process_group\n"
+            "init_process_group()\n"
+            "print(dist.get_world_size(), os.environ['MASTER_PORT'])")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DS_ACCELERATOR": "cpu", **env},
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    world, port = done.stdout.split()[-2:]
+    return world, port
+
+
+def test_a_child_of_a_one_process_run_picks_its_own_rendezvous_but_trusts_a_launcher():
     """A process that trained without a launcher leaves MASTER_PORT & co. in its environment
-    (and keeps that port bound); a child that trains must not rendezvous there."""
-    from oreal_core.train.distributed import DEFAULTS_OWNER
+    (and keeps that port bound): a child that trains must not rendezvous there, while a
+    launcher's variables (another port) in a grandchild are used as they are."""
+    from oreal_core.train.distributed import DEFAULTS_TAG
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": "0", "LOCAL_RANK": "0",
-               "WORLD_SIZE": "1", DEFAULTS_OWNER: "1", "DS_ACCELERATOR": "cpu"}
-        code = ("import os, torch.distributed as dist\n"
-                "from oreal_core.train.distributed import init_process_group\n"
-                "init_process_group()\n"
-                "print(dist.get_world_size(), os.environ['MASTER_PORT'])")
-        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
-                              timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    world, used = done.stdout.split()[-2:]
-    assert world == "1" and used != port
+        parents = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": "0", "LOCAL_RANK": "0",
+                   "WORLD_SIZE": "1", DEFAULTS_TAG: f"1:{port}"}
+        world, used = _rendezvous_in_child(parents)
+        assert world == "1" and used != port
+        launchers = str(free_port())
+        assert _rendezvous_in_child({**parents, "MASTER_PORT": launchers}) == ("1", launchers)
