@@ -28,12 +28,16 @@ from oreal_core.config import OrealConfig
 from oreal_core.data.prompts import load_prompt_set
 from oreal_core.models.sft import start_policy_dir
 from oreal_core.rollout import RolloutEngine, SamplingSpec, open_engine
-from oreal_core.types import Prompt
+from oreal_core.types import Outcome, Prompt
 from oreal_core.verify.verifier import Verifier, VerifyItem
 
 log = logging.getLogger(__name__)
 
 CHUNK_PROMPTS = 256  # prompts per generate call: bounds memory and shows progress on big sets
+
+
+class JudgeUnavailable(RuntimeError):
+    """Some samples got no judge verdict: their prompts' pass rates cannot be estimated."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class PrepareReport:
     prompts: int
     samples_per_prompt: int
     mean_pass_rate: float
-    outcomes: dict[str, int]  # verdict outcome -> samples (judge errors count as not correct)
+    outcomes: dict[str, int]  # verdict outcome -> samples
     bands: tuple[tuple[str, int, int], ...]  # (band "[low, high)", prompts in it, repeat)
     balanced_prompts: int  # the training pool after balancing by data.difficulty_bands
     dropped_prompts: int  # pass rate outside every band (the reference drops >= 0.8)
@@ -62,6 +66,10 @@ def estimate_pass_rates(prompts: Sequence[Prompt], engine: RolloutEngine, verifi
         by_id = {p.prompt_id: p for p in chunk}
         samples = engine.generate(chunk, spec).samples
         verdicts = verifier.verify([VerifyItem.of(s, by_id[s.prompt_id]) for s in samples])
+        unjudged = [v for v in verdicts if v.outcome is Outcome.JUDGE_ERROR]
+        if unjudged:  # a pass rate must not count an unjudged sample as wrong: stop before sampling more
+            raise JudgeUnavailable(f"{len(unjudged)} of {len(verdicts)} samples got no judge verdict (first: "
+                                   f"{unjudged[0].reason}); nothing was written. Check verifier.judge.hosts.")
         for sample, verdict in zip(samples, verdicts, strict=True):
             correct[sample.prompt_id] += verdict.correct
             outcomes[verdict.outcome.value] += 1

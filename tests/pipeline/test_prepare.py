@@ -11,8 +11,9 @@ from flows.prepare import prepare_prompts
 from oreal_core.config import load_config
 from oreal_core.data.prompts import load_prompt_set
 from oreal_core.models.sft import start_policy_dir
-from oreal_core.pipeline.prepare import prepare
+from oreal_core.pipeline.prepare import JudgeUnavailable, prepare
 from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
+from tests.verify.scripted_openai import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +56,13 @@ def test_prepare_flow_reports_the_bands(tmp_path, sft_cache_dir):
                                                     f"sft.cache_dir={sft_cache_dir}"], samples=2, limit=4)
     assert result["prompts"] == 4 and result["samples_per_prompt"] == 2 and out.is_file()
     assert [band for band, _, _ in result["bands"]] == ["[0, 0.2)", "[0.2, 0.4)", "[0.4, 0.6)", "[0.6, 0.8)"]
+
+
+def test_samples_the_judge_could_not_grade_stop_prepare_before_anything_is_written(tmp_path, sft_cache_dir):
+    out = tmp_path / "rated.jsonl"
+    with ScriptedOpenAI(lambda n, body: Reply(status=500, content="overloaded")) as judge:
+        cfg = _cfg(sft_cache_dir, "verifier.judge.enabled=true", f"verifier.judge.hosts=[{judge.host}]",
+                   "verifier.judge.max_retries=0", "verifier.judge.request_timeout_s=5")
+        with pytest.raises(JudgeUnavailable, match=r"got no judge verdict \(first: .*HTTP 500"):
+            prepare(cfg, out, samples=2, limit=4)
+    assert not out.exists() and not list(tmp_path.iterdir())
