@@ -16,6 +16,7 @@ from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_con
 from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.store import StoreError
+from oreal_core.verify.verifier import JudgeUnavailable
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -184,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PromptDataError, FileExistsError) as exc:  # a bad prompt file; `prepare` would overwrite
         print(f"oreal: {exc}", file=sys.stderr)
         return 2
+    except JudgeUnavailable as exc:
+        print(f"oreal: judge error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,15 +29,11 @@ from oreal_core.data.prompts import load_prompt_set
 from oreal_core.models.sft import start_policy_dir
 from oreal_core.rollout import RolloutEngine, SamplingSpec, open_engine
 from oreal_core.types import Outcome, Prompt
-from oreal_core.verify.verifier import Verifier, VerifyItem
+from oreal_core.verify.verifier import JudgeUnavailable, Verifier, VerifyItem
 
 log = logging.getLogger(__name__)
 
 CHUNK_PROMPTS = 256  # prompts per generate call: bounds memory and shows progress on big sets
-
-
-class JudgeUnavailable(RuntimeError):
-    """Some samples got no judge verdict: their prompts' pass rates cannot be estimated."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ from oreal_core.verify.rule import new_pool, reward_for, rule_verdict, run_rule_
 from oreal_core.verify.workers import TimeoutPool
 
 
+class JudgeUnavailable(RuntimeError):
+    """Samples got no judge verdict where a caller cannot use a judge_error outcome."""
+
+
 @dataclass(frozen=True)
 class VerifyItem:
     """One sample to verify: the decoded response with special tokens kept."""

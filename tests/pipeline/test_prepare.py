@@ -4,14 +4,16 @@ a prompt file that training then balances by the configured bands."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from flows.cli import main
 from flows.prepare import prepare_prompts
 from oreal_core.config import load_config
 from oreal_core.data.prompts import load_prompt_set
 from oreal_core.models.sft import start_policy_dir
-from oreal_core.pipeline.prepare import JudgeUnavailable, prepare
+from oreal_core.pipeline.prepare import prepare
 from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
 from tests.verify.scripted_openai import Reply, ScriptedOpenAI
 
@@ -58,11 +60,15 @@ def test_prepare_flow_reports_the_bands(tmp_path, sft_cache_dir):
     assert [band for band, _, _ in result["bands"]] == ["[0, 0.2)", "[0.2, 0.4)", "[0.4, 0.6)", "[0.6, 0.8)"]
 
 
-def test_samples_the_judge_could_not_grade_stop_prepare_before_anything_is_written(tmp_path, sft_cache_dir):
+def test_samples_the_judge_could_not_grade_stop_prepare_before_anything_is_written(tmp_path, sft_cache_dir,
+                                                                                     capsys):
     out = tmp_path / "rated.jsonl"
     with ScriptedOpenAI(lambda n, body: Reply(status=500, content="overloaded")) as judge:
-        cfg = _cfg(sft_cache_dir, "verifier.judge.enabled=true", f"verifier.judge.hosts=[{judge.host}]",
-                   "verifier.judge.max_retries=0", "verifier.judge.request_timeout_s=5")
-        with pytest.raises(JudgeUnavailable, match=r"got no judge verdict \(first: .*HTTP 500"):
-            prepare(cfg, out, samples=2, limit=4)
+        sets = ["rollout.engine=hf", "rollout.max_new_tokens=64", f"sft.cache_dir={sft_cache_dir}",
+                "verifier.judge.enabled=true", f"verifier.judge.hosts=[{judge.host}]", "verifier.judge.max_retries=0"]
+        code = main(["prepare", *(a for s in sets for a in ("--set", s)), "--out", str(out), "--samples", "2",
+                     "--limit", "4"])
+    assert code == 1
+    assert re.search(r"oreal: judge error: \d+ of 8 samples got no judge verdict \(first: .*HTTP 500",
+                     capsys.readouterr().err)
     assert not out.exists() and not list(tmp_path.iterdir())
