@@ -105,9 +105,11 @@ def prepare(cfg: OrealConfig, out: str | Path, *, samples: int | None = None, li
         prompts = prompt_set.prompts[:limit]
         rates, outcomes = estimate_pass_rates(prompts, engine, verifier, spec)
     write_prompt_file(out, prompts, rates)
-    repeats = difficulty_balance(torch.tensor(rates, dtype=torch.float64), cfg.data.difficulty_bands).tolist()
+    rate_tensor = torch.tensor(rates, dtype=torch.float64)
+    repeats = difficulty_balance(rate_tensor, cfg.data.difficulty_bands).tolist()
+    # Prompts per band: the balancer itself with that band alone, so the edges are the same.
     bands = tuple((f"[{low:g}, {high:g}{']' if high == 1.0 else ')'}",
-                   sum(1 for r in rates if low <= r and (r <= high if high == 1.0 else r < high)), repeat)
+                   int(difficulty_balance(rate_tensor, [(low, high, 1)]).sum()), repeat)
                   for low, high, repeat in sorted(cfg.data.difficulty_bands))
     return PrepareReport(out=str(out), prompts=len(prompts), samples_per_prompt=spec.n,
                          mean_pass_rate=sum(rates) / len(rates), outcomes=dict(outcomes), bands=bands,
