@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
+from oreal_core.config.schema import shown
 from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.store import StoreError
+from oreal_core.store.errors import InvalidRunId
+from oreal_core.store.layout import check_run_id
 from oreal_core.verify.verifier import JudgeUnavailable
 
 Command = Callable[[argparse.Namespace], int]
@@ -26,6 +30,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
     return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{value}: must be a finite number")
+    return value
+
+
+def _run_id(text: str) -> str:
+    """A run id the lake accepts, checked before anything starts ('' must not mean "a new run")."""
+    try:
+        return check_run_id(text)
+    except InvalidRunId as exc:
+        rule = str(exc).partition(": ")[2]  # the lake's rule, without its uncapped echo of the id
+        raise argparse.ArgumentTypeError(f"run id {shown(text)}: {rule}") from None
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = DEFAULT_CONFIG) -> None:
@@ -74,6 +94,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from oreal_core.store import Lake, RunNotFound
+
+    try:  # an unknown id must not quietly start a new run under it
+        Lake.open(config_from(args).store).run(args.run_id)
+    except RunNotFound as exc:
+        print(f"oreal: cannot resume: {exc}; `oreal train --run-id {args.run_id}` starts a new run", file=sys.stderr)
+        return 2
+    return _cmd_train(args)
+
+
 def _cmd_sft(args: argparse.Namespace) -> int:
     from oreal_core.models.sft import run_sft
 
@@ -116,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo": ("run the whole loop on the tiny CPU policy (config demo-cpu) and report the gain", _cmd_demo),
         "train": ("run OREAL iterations as Prefect flow runs; an existing --run-id resumes", _cmd_train),
         "resume": ("continue a run at its first incomplete stage (same --config/--set as it started)",
-                   _cmd_train),
+                   _cmd_resume),
         "sft": ("build (or reuse) the SFT-warmed tiny policy and print its held-out pass@1", _cmd_sft),
         "prepare": ("estimate each prompt's pass rate with the start policy and write the prompt file that "
                     "training balances by (data.difficulty_bands)", _cmd_prepare),
@@ -134,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p, "demo-cpu" if name == "demo" else DEFAULT_CONFIG)  # flows.demo.DEMO_CONFIG
         p.set_defaults(func=func)
         parsers[name] = p
-    parsers["train"].add_argument("--run-id", default=None, help="default: <config>-<UTC time>")
-    parsers["resume"].add_argument("run_id")
+    parsers["train"].add_argument("--run-id", type=_run_id, default=None, help="default: <config>-<UTC time>")
+    parsers["resume"].add_argument("run_id", type=_run_id)
     for name in ("train", "resume"):
         parsers[name].add_argument("--allow-code-change", action="store_true",
                                    help="resume a run started under another code version (git commit)")
@@ -151,12 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "or JSONL paths (default eval.benchmarks)")
     ev.add_argument("--k", type=_positive_int, default=None, help="samples per problem; reports pass@k (needs temperature)")
     ev.add_argument("--limit", type=_positive_int, default=None, help="first N problems of each benchmark")
-    ev.add_argument("--temperature", type=float, default=None)
-    ev.add_argument("--run-id", default=None, help="lake run for the records (default eval-<checkpoint>)")
+    ev.add_argument("--temperature", type=_finite_float, default=None)
+    ev.add_argument("--run-id", type=_run_id, default=None, help="lake run for the records (default eval-<checkpoint>)")
     ev.add_argument("--step", type=int, default=None, help="lake step partition (default from the checkpoint name)")
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
-    parsers["report"].add_argument("run_id")
+    parsers["report"].add_argument("run_id", type=_run_id)
     parsers["serve-judge"].add_argument("--model", required=True, help="HF-format model directory")
     parsers["serve-judge"].add_argument("--port", type=int, default=10003)
     parsers["serve-judge"].add_argument("--served-model-name", default=None)

@@ -32,7 +32,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from oreal_core.eval.history import best_checkpoint
 from oreal_core.pipeline.progress import iteration_markdown, progress_line
-from oreal_core.pipeline.session import RunSpec, session_for
+from oreal_core.pipeline.session import RunSpec, close_session, session_for
+from oreal_core.verify.judge_probe import probe_judge
 from tasks.evaluate import evaluate_task
 from tasks.stages import rollout_task, score_task, train_task, verify_task
 
@@ -62,9 +63,19 @@ def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: 
           allow_code_change: bool = False) -> dict:
     """Train with OREAL for ``run.total_steps`` iterations; re-running a run id resumes it
     (refused under another config, and under other code unless ``allow_code_change``)."""
-    logger = get_run_logger()
-    spec = RunSpec(run_id or new_run_id(config), config, tuple(overrides or ()), allow_code_change)
+    # An empty run_id (a blank UI field) is refused by the session, never swapped for a new run.
+    spec = RunSpec(new_run_id(config) if run_id is None else run_id, config, tuple(overrides or ()),
+                   allow_code_change)
+    probe_judge(spec.load().verifier)  # an unreachable judge fails the run now, before anything is written
     session = session_for(spec)  # opens (or resumes) the run: refuses a changed config up front
+    try:
+        return _train_steps(spec, session)
+    finally:  # engines, workers and the run lock go with the flow, not with the process
+        close_session(spec.run_id)
+
+
+def _train_steps(spec: RunSpec, session) -> dict:
+    logger = get_run_logger()
     total = session.cfg.run.total_steps
     first = first_incomplete_step(session, total)
     logger.info("run %s: steps %d..%d of %d (lake %s)", spec.run_id, first, total - 1, total, session.lake.location.uri)

@@ -63,12 +63,13 @@ class Verdict:
     """The verifier's decision on one sample, explainable afterwards."""
 
     outcome: Outcome
-    reward: float
+    reward: float | None  # None: not graded (judge_error); such a sample never enters training
     source: VerdictSource
     extracted_answer: str | None = None
     reason: str = ""
     judge_reply: str | None = None
     rule_outcome: Outcome | None = None  # kept when the judge overrode or confirmed the rule
+    judge_failed: bool = False  # the judge was asked and gave no verdict (judge_error, or a rule fallback)
 
     @property
     def correct(self) -> bool:

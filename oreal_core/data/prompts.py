@@ -8,7 +8,7 @@ prompts whose rate falls outside every band are dropped and counted in the repor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,14 +16,21 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from oreal_core.algo.balance import difficulty_balance
-from oreal_core.config import DataConfig
+from oreal_core.config import DataConfig, RolloutConfig
 from oreal_core.data.chat import chat_text
-from oreal_core.data.records import LoadReport, PromptDataError, PromptRecord, read_prompt_records
+from oreal_core.data.records import (
+    ErrorList,
+    LoadReport,
+    PromptDataError,
+    PromptRecord,
+    read_prompt_records,
+)
 from oreal_core.data.synthetic import Problem
 from oreal_core.data.tasks import synthetic_splits
 from oreal_core.types import Prompt
 
 SYNTHETIC = "synthetic"
+ENCODE_BATCH = 1024  # prompts tokenised per call when checking lengths
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,38 @@ def load_prompt_set(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> Prom
     if not cfg.balance_by_pass_rate:
         return PromptSet(tuple(prompts), report)
     balanced, dropped = balance_prompts(prompts, cfg.difficulty_bands)
+    if not balanced:
+        raise PromptDataError(f"{cfg.prompts}: no prompts left: the pass rates of all {len(prompts)} fall outside "
+                              f"data.difficulty_bands={list(cfg.difficulty_bands)} (or their repeat is 0)")
     counts = report.dropped + ((("pass_rate_outside_bands", dropped),) if dropped else ())
     return PromptSet(balanced, replace(report, kept=len(prompts) - dropped, dropped=counts))
+
+
+def check_prompts_fit(prompts: Sequence[Prompt], tokenizer: PreTrainedTokenizerBase, rollout: RolloutConfig,
+                      context_length: int) -> None:
+    """Refuse the set if any prompt cannot be sampled from: prompt tokens + rollout.max_new_tokens
+    must fit min(rollout.max_length, the model's context). Same tokenisation and limit as the
+    rollout's ``encode_prompts``, so a prompt passing here is not refused at its step."""
+    limit = min(rollout.max_length, context_length)
+    errors = ErrorList("prompts too long")
+    for prompt, length in _token_lengths(prompts, tokenizer):
+        if length + rollout.max_new_tokens > limit:
+            errors.add(f"{prompt.source}: {length} prompt tokens")
+    errors.raise_any(f": with rollout.max_new_tokens={rollout.max_new_tokens} they exceed the context of {limit} "
+                     f"tokens (min of rollout.max_length={rollout.max_length} and the model's {context_length}); "
+                     "shorten or drop those prompts, or lower rollout.max_new_tokens")
+
+
+def _token_lengths(prompts: Sequence[Prompt], tokenizer: PreTrainedTokenizerBase) -> Iterator[tuple[Prompt, int]]:
+    """(prompt, token count of its text) once per distinct text: balancing repeats prompts."""
+    unique: dict[str, Prompt] = {}
+    for prompt in prompts:
+        unique.setdefault(prompt.text, prompt)
+    texts = list(unique)
+    for start in range(0, len(texts), ENCODE_BATCH):
+        batch = texts[start:start + ENCODE_BATCH]
+        for text, ids in zip(batch, tokenizer(batch, add_special_tokens=False)["input_ids"], strict=True):
+            yield unique[text], len(ids)
 
 
 def record_prompt(record: PromptRecord, prompt_id: str, tokenizer: PreTrainedTokenizerBase,

@@ -8,7 +8,8 @@ Two row formats are accepted, told apart by their fields:
   is a worked solution ending in ``#### N``: N is the gold answer.
 
 A malformed row is a :class:`PromptDataError` naming the file and the line (1-based; the
-row number for Parquet and HF datasets). Nothing is dropped silently: blank JSONL lines
+row number for Parquet and HF datasets); every row is checked, and the error lists the
+first few bad rows and counts the rest. Nothing is dropped silently: blank JSONL lines
 are skipped and counted in the :class:`LoadReport`.
 """
 
@@ -24,10 +25,39 @@ from typing import Any
 
 GSM8K_MARK = "####"
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+LISTED_ERRORS = 5  # bad rows named in one error; the rest are counted
 
 
 class PromptDataError(ValueError):
     """A prompt file or row that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A JSONL line that is not a row (bad encoding or JSON): reported with the other bad rows."""
+
+    why: str
+
+
+class ErrorList:
+    """Collects per-row errors and raises them as one line: the first LISTED_ERRORS, then a count."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # e.g. "bad rows in p.jsonl"
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.shown) < LISTED_ERRORS:
+            self.shown.append(message)
+
+    def raise_any(self, suffix: str = "") -> None:
+        if not self.count:
+            return
+        more = f"; ... {self.count - len(self.shown)} more" if self.count > len(self.shown) else ""
+        total = f" ({self.count} {self.what})" if self.count > 1 else ""
+        raise PromptDataError(f"{'; '.join(self.shown)}{more}{total}{suffix}")
 
 
 @dataclass(frozen=True)
@@ -60,19 +90,27 @@ def read_prompt_records(path: str | Path) -> tuple[list[PromptRecord], LoadRepor
     if not path.exists():
         raise PromptDataError(f"{path}: no such file or directory")
     records: list[PromptRecord] = []
+    errors = ErrorList(f"bad rows in {path}")
     blank = 0
     for line, row in _rows(path):
         if row is None:
             blank += 1
-            continue
-        records.append(record_from_row(row, f"{path}:{line}"))
+        elif isinstance(row, _Unreadable):
+            errors.add(f"{path}:{line}: {row.why}")
+        else:
+            try:
+                records.append(record_from_row(row, f"{path}:{line}"))
+            except PromptDataError as exc:
+                errors.add(str(exc))
+    errors.raise_any()
     if not records:
         raise PromptDataError(f"{path}: no prompt rows")
     dropped = (("blank_lines", blank),) if blank else ()
     return records, LoadReport(str(path), len(records) + blank, len(records), dropped)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line, row) pairs; a row is a parsed value, None for a blank line, or :class:`_Unreadable`."""
     if path.is_dir():
         yield from _dataset_rows(path)
     elif path.suffix == ".parquet":
@@ -84,17 +122,21 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
                               "or an HF-datasets directory (save_to_disk)")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open("rb") as handle:  # decoded line by line, so a bad byte is reported with its line
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield line_no, _Unreadable(f"not UTF-8 text (byte {exc.start + 1} of the line)")
+                continue
             if not line.strip():
                 yield line_no, None
                 continue
             try:
-                row = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise PromptDataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            yield line_no, row
+                yield line_no, _Unreadable(f"not valid JSON ({exc.msg})")
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:

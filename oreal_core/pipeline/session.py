@@ -25,12 +25,17 @@ from pathlib import Path
 import yaml
 
 from oreal_core.config import OrealConfig, load_config
-from oreal_core.data.prompts import PromptSet, load_prompt_set
+from oreal_core.data.prompts import SYNTHETIC as SYNTHETIC_PROMPTS
+from oreal_core.data.prompts import PromptSet, check_prompts_fit, load_prompt_set
+from oreal_core.data.records import PromptDataError
 from oreal_core.models.sft import start_policy_dir
 from oreal_core.pipeline.records import kept_samples
 from oreal_core.rollout import RolloutEngine, open_engine
 from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
-from oreal_core.store import ConfigMismatch, Lake
+from oreal_core.store import ConfigMismatch, Lake, PromptsMismatch
+from oreal_core.store.layout import check_run_id
+from oreal_core.store.manifest import content_sha256
+from oreal_core.store.runlock import acquire_run_lock
 from oreal_core.train.checkpoint import CheckpointLayout, config_differences
 from oreal_core.train.trainer import Trainer
 from oreal_core.types import Prompt, ScoredBatch
@@ -56,8 +61,11 @@ class RunSession:
     def __init__(self, spec: RunSpec, cfg: OrealConfig | None = None) -> None:
         self.spec = spec
         self.cfg = cfg or spec.load()
-        self.run_id = spec.run_id
+        self.run_id = check_run_id(spec.run_id)
         self.lake = Lake.open(self.cfg.store)
+        # Every prompt is read and checked before the run exists: a bad prompt file creates nothing.
+        check_prompts_fit(self.prompt_pool.prompts, self.tokenizer, self.cfg.rollout,
+                          inspect_policy_dir(self.start_policy).context_length)
         self._open_run()
         self.checkpoints = CheckpointLayout(Path(self.cfg.train.checkpoint_dir) / self.run_id)
         self._engine: RolloutEngine | None = None
@@ -65,9 +73,21 @@ class RunSession:
         self._verifier: Verifier | None = None
 
     def _open_run(self) -> None:
+        """Open (or resume) the run under its lock, held until close() or the process exits:
+        a second process resuming the same run is refused up front, naming the holder."""
+        self._run_lock = acquire_run_lock(self.lake, self.run_id, Path(self.cfg.train.checkpoint_dir) / self.run_id)
+        try:
+            self._open_locked_run()
+        except BaseException:
+            self._run_lock.release()  # a refused or failed open leaves the run to others
+            raise
+
+    def _open_locked_run(self) -> None:
+        prompts = self.cfg.data.prompts
+        prompts_hash = None if prompts == SYNTHETIC_PROMPTS else _prompts_hash(Path(prompts))
         try:
             self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml(),
-                               allow_code_change=self.spec.allow_code_change)
+                               allow_code_change=self.spec.allow_code_change, prompts_hash=prompts_hash)
         except ConfigMismatch as exc:
             saved = self.lake.run_config(self.run_id)
             if saved is None:
@@ -75,6 +95,11 @@ class RunSession:
             changes = config_differences(yaml.safe_load(saved), self.cfg.to_dict())
             raise ConfigMismatch(f"run {self.run_id!r} cannot resume under a different config; changed: "
                                  f"{'; '.join(changes)}. Start a new run id or restore those settings.") from exc
+        except PromptsMismatch as exc:
+            started = self.lake.run(self.run_id).prompts_hash
+            raise PromptsMismatch(f"run {self.run_id!r} cannot resume: prompt file {prompts} now hashes to "
+                                  f"{prompts_hash}, the run started with {started}. Restore that file or "
+                                  "start a new run id.") from exc
 
     # ------------------------------------------------------------------ inputs
 
@@ -117,6 +142,17 @@ class RunSession:
     # ------------------------------------------------------------------ engines
 
     def engine_at(self, step: int) -> RolloutEngine:
+        """The rollout engine, carrying the actor's weights after step - 1."""
+        if self._engine is not None and not self._engine.alive:  # a retried stage after an engine crash
+            log.warning("run %s: the rollout engine died; opening a new one", self.run_id)
+            self._engine.close()
+            self._engine = None
+        if self.cfg.rollout.weight_sync == "memory":
+            if self._engine is None:
+                self._engine = open_engine(self.start_policy, self.cfg)
+            if self._engine.policy_version != step:  # the trainer's tensors, no checkpoint round trip
+                self._engine.load_weights(self.trainer_at(step).actor_weights(), policy_version=step)
+            return self._engine
         weights = self.policy_dir_for(step)
         if step > 0 and not (weights / "config.json").is_file():
             self.trainer_at(step)  # a resumed process: replaying the last steps rewrites the checkpoint
@@ -159,6 +195,14 @@ class RunSession:
             if closing is not None:
                 closing.close()
         self._engine = self._verifier = self._trainer = None
+        self._run_lock.release()  # another process may resume the run now
+
+
+def _prompts_hash(path: Path) -> str:
+    """The content hash of the prompt file or HF-dataset folder the run trains on."""
+    if not path.exists():
+        raise PromptDataError(f"{path}: no such file or directory")
+    return content_sha256(path)
 
 
 _OPEN: dict[str, RunSession] = {}
@@ -173,6 +217,13 @@ def session_for(spec: RunSpec) -> RunSession:
         current.close()
     _OPEN[spec.run_id] = RunSession(spec)
     return _OPEN[spec.run_id]
+
+
+def close_session(run_id: str) -> None:
+    """Close this process's session of ``run_id`` (engines, workers, run lock), if open."""
+    session = _OPEN.pop(run_id, None)
+    if session is not None:
+        session.close()
 
 
 @atexit.register  # stop the engine and the verifier's workers before the interpreter tears down

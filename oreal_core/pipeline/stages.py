@@ -12,6 +12,7 @@ re-run resumes at the first incomplete stage.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 import torch
 
 from oreal_core.algo.advantages import group_advantages
-from oreal_core.algo.selection import SELECTIONS
+from oreal_core.algo.selection import SELECTIONS, group_pass_rates
 from oreal_core.pipeline.records import kept_samples, samples_from_table
 from oreal_core.pipeline.session import RunSession
 from oreal_core.rollout import SamplingSpec
@@ -32,8 +33,8 @@ from oreal_core.store import (
     scored_table,
     verdicts_table,
 )
-from oreal_core.types import ArtefactRef, ScoredBatch, ScoredSample, StepMetrics
-from oreal_core.verify.verifier import VerifyItem, verdict_metrics
+from oreal_core.types import ArtefactRef, Sample, ScoredBatch, ScoredSample, StepMetrics
+from oreal_core.verify.verifier import VerifyItem, check_judge_error_rate, verdict_metrics
 
 STAGE_TABLES = {"rollout": "samples", "verify": "verdicts", "score": "scored", "train": "metrics"}
 
@@ -73,10 +74,32 @@ def rollout(session: RunSession, step: int) -> tuple[pa.Table, dict[str, float]]
 
 
 def verify(session: RunSession, step: int) -> tuple[pa.Table, dict[str, float]]:
-    samples = samples_from_table(session.lake.read(session.run_id, step, "samples"))
-    prompts = {p.prompt_id: p for p in session.step_prompts(step)}
-    verdicts = session.verifier.verify([VerifyItem.of(s, prompts[s.prompt_id]) for s in samples])
+    table = session.lake.read(session.run_id, step, "samples")
+    samples = samples_from_table(table)
+    items = verify_items(session, step, samples, table["prompt"].to_pylist(), table["gold_answer"].to_pylist())
+    verdicts = session.verifier.verify(items)
+    check_judge_error_rate(verdicts, session.cfg.verifier, f"run {session.run_id} step {step}")
     return verdicts_table(session.run_id, samples, verdicts), verdict_metrics(verdicts)
+
+
+def verify_items(session: RunSession, step: int, samples: list[Sample], texts: list[str],
+                 golds: list[str | None]) -> list[VerifyItem]:
+    """Grade against the gold answers committed with the samples, never a re-read prompt file.
+
+    The judge also needs the question, which only the prompt pool holds: a pool prompt is
+    used only if its text is the one the samples were drawn from (a prompt file edited
+    between a crash and the resume would otherwise grade samples against other questions).
+    """
+    prompts = {p.prompt_id: p for p in session.step_prompts(step)}
+    items = []
+    for sample, text, gold in zip(samples, texts, golds, strict=True):
+        prompt = prompts.get(sample.prompt_id)
+        if gold is None or prompt is None or prompt.text != text:
+            raise ValueError(f"run {session.run_id} step {step}: prompt {sample.prompt_id!r} of the committed "
+                             f"samples is {'without a gold answer' if gold is None else 'not in data.prompts as drawn'}"
+                             f"; was {session.cfg.data.prompts!r} changed since the rollout? Restore it to resume")
+        items.append(VerifyItem(sample.response, sample.finish_reason, gold, prompt.question))
+    return items
 
 
 def score(session: RunSession, step: int) -> tuple[pa.Table, dict[str, float]]:
@@ -89,13 +112,17 @@ def score(session: RunSession, step: int) -> tuple[pa.Table, dict[str, float]]:
         raise ValueError(f"run {session.run_id} step {step}: samples and verdicts are not in the same order")
     if len(ids) % k or any(idx != i % k for i, (_, idx) in enumerate(ids)):
         raise ValueError(f"run {session.run_id} step {step}: samples are not groups of K={k} in prompt order")
-    rewards = torch.tensor(verdicts["reward"].to_pylist(), dtype=torch.float32).view(-1, k)
-    advantages = group_advantages(rewards, cfg.algo.advantage)
+    # A null reward is a sample nobody graded (verifier.on_judge_error=exclude): it is left
+    # out of its group's advantages and is never trained, so a judge outage is not "wrong".
+    reward_list = verdicts["reward"].to_pylist()
+    graded = torch.tensor([r is not None for r in reward_list]).view(-1, k)
+    rewards = torch.tensor([math.nan if r is None else r for r in reward_list], dtype=torch.float32).view(-1, k)
+    advantages = group_advantages(rewards, cfg.algo.advantage, graded)
     generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step)
-    keep = SELECTIONS[cfg.algo.selection](rewards, generator)
+    keep = SELECTIONS[cfg.algo.selection](rewards, generator, graded)
 
     prompt_tokens, tokens = samples["prompt_token_ids"].to_pylist(), samples["token_ids"].to_pylist()
-    flat_adv, flat_keep, flat_rew = advantages.flatten().tolist(), keep.flatten().tolist(), rewards.flatten().tolist()
+    flat_adv, flat_keep, flat_rew = advantages.flatten().tolist(), keep.flatten().tolist(), reward_list
     kept = [ScoredSample(pid, idx, tuple(prompt_tokens[i]), tuple(tokens[i]), flat_adv[i], flat_rew[i] > 0)
             for i, (pid, idx) in enumerate(ids) if flat_keep[i]]
     batch = ScoredBatch(step=step, samples=tuple(kept))
@@ -105,10 +132,12 @@ def score(session: RunSession, step: int) -> tuple[pa.Table, dict[str, float]]:
     rows = []
     for i, (pid, idx) in enumerate(ids):
         rm = token_rm.get((pid, idx))
-        rows.append(ScoredRow(pid, idx, flat_rew[i], flat_adv[i], flat_keep[i], flat_keep[i] and flat_rew[i] > 0,
-                              tuple(rm.scores) if rm else (), tuple(rm.weights) if rm else ()))
-    pass_rate = (rewards > 0).float().mean(dim=1)
+        rows.append(ScoredRow(pid, idx, flat_rew[i], flat_adv[i] if flat_rew[i] is not None else None, flat_keep[i],
+                              flat_keep[i] and flat_rew[i] > 0, tuple(rm.scores) if rm else (),
+                              tuple(rm.weights) if rm else ()))
+    pass_rate = group_pass_rates(rewards, graded)
     metrics = {"score/prompts": float(rewards.shape[0]), "score/kept_samples": float(len(kept)),
+               "score/ungraded_samples": float((~graded).sum()),
                "score/prompts_all_correct": float((pass_rate == 1).sum()),
                "score/prompts_all_wrong": float((pass_rate == 0).sum())}
     return scored_table(session.run_id, rows), metrics

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedTokenizerFast
 
 from oreal_core.config import EvalConfig, RolloutConfig
@@ -152,7 +153,16 @@ class RolloutEngine(ABC):
 
     @abstractmethod
     def reload_weights(self, model_dir: str | Path, policy_version: int) -> None:
-        """Load new weights of the same architecture in place (after a training step)."""
+        """Load new weights of the same architecture in place from a model directory."""
+
+    @abstractmethod
+    def load_weights(self, weights: Mapping[str, torch.Tensor], policy_version: int) -> None:
+        """Load new weights in place from memory: the trainer's HF-named state dict, no disk."""
+
+    @property
+    def alive(self) -> bool:
+        """False once the engine's processes died: it must be closed and reopened."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing
         """Release the engine's processes and memory."""

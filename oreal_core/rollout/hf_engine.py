@@ -9,7 +9,7 @@ its batch-mates, the price of batching, which is most of HF's speed.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -56,10 +56,13 @@ class HFEngine(RolloutEngine):
         state = {}
         for shard in sorted(Path(model_dir).glob("*.safetensors")):
             state.update(load_file(str(shard)))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise RolloutEngineError(f"reload_weights {model_dir}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        self.load_weights(state, policy_version)
         self.info = new
+
+    def load_weights(self, weights: Mapping[str, torch.Tensor], policy_version: int) -> None:
+        missing, unexpected = self.model.load_state_dict(dict(weights), strict=False)
+        if missing or unexpected:
+            raise RolloutEngineError(f"load_weights: missing {missing[:3]}, unexpected {unexpected[:3]}")
         self.policy_version = policy_version
 
     def _sample(self, prompts: Sequence[Prompt], token_ids: Sequence[tuple[int, ...]],

@@ -8,7 +8,9 @@ from oreal_core.store.errors import (
     CodeVersionMismatch,
     ConfigMismatch,
     InvalidRunId,
+    PromptsMismatch,
     QueryRefused,
+    RunLocked,
     RunNotFound,
     SchemaError,
     StorageUnavailable,
@@ -30,7 +32,7 @@ from oreal_core.store.schemas import TABLES
 
 __all__ = [
     "TABLES", "ArtefactExists", "ArtefactNotFound", "ChecksumMismatch", "CodeVersionMismatch", "ConfigMismatch", "EvalRecord",
-    "InvalidRunId", "Lake", "QueryRefused", "RunNotFound", "SamplingParams", "SchemaError", "ScoredRow",
+    "InvalidRunId", "Lake", "PromptsMismatch", "QueryRefused", "RunLocked", "RunNotFound", "SamplingParams", "SchemaError", "ScoredRow",
     "StorageUnavailable", "StoreError", "eval_table", "metrics_table", "samples_table", "scored_rows",
     "scored_table", "verdicts_table",
 ]

@@ -53,3 +53,15 @@ class QueryRefused(StoreError, ValueError):
 
 class QueryFailed(StoreError):
     """A read-only query that DuckDB could not run (syntax, unknown column, I/O)."""
+
+
+class PromptsMismatch(StoreError):
+    """A run is resumed with a prompt set whose content differs from the one it started with."""
+
+
+class RunLocked(StoreError):
+    """Another process holds the run: two writers of one run would collide on every commit."""
+
+
+class QueryTimeout(QueryFailed):
+    """A query ran past ``store.query_timeout_s`` and was interrupted."""

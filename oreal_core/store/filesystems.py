@@ -86,6 +86,59 @@ def storage_error(location: StoreLocation, what: str, exc: BaseException) -> Sto
     return StorageUnavailable(redact(f"{what} failed on lake {where}: {exc}", location.secrets()))
 
 
+def write_durably(path: str, payload: bytes) -> None:
+    """Write a local file and fsync it and its folder. The commit is a rename that follows:
+    without the fsync a power loss after it could leave a committed name over empty bytes."""
+    make_dirs_durably(os.path.dirname(path))
+    with open(path, "wb") as out:
+        out.write(payload)
+        out.flush()
+        os.fsync(out.fileno())
+    fsync_dir(os.path.dirname(path))
+
+
+def rename_durably(src: str, dst: str) -> None:
+    """The local commit: an atomic rename, then fsync of the folder that now holds the name."""
+    make_dirs_durably(os.path.dirname(dst))
+    os.replace(src, dst)
+    fsync_dir(os.path.dirname(dst))
+
+
+def make_dirs_durably(path: str) -> None:
+    """``mkdir -p`` that also fsyncs the parent of each folder it creates (a new step=<n>/)."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        os.makedirs(folder, exist_ok=True)
+        fsync_dir(os.path.dirname(folder))
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def outside_lake(location: StoreLocation, url: str) -> str | None:
+    """The normalised ``s3://bucket/key`` of ``url`` if it lies outside an S3 lake, else None.
+
+    The key is normalised with posixpath.normpath semantics first: the HTTP layer resolves
+    ``..`` segments, so ``s3://b/lake/../other`` reads ``other`` although it starts with the
+    lake's prefix.
+    """
+    bucket, _, key = url.split("://", 1)[1].partition("/")
+    key = posixpath.normpath(key) if key else ""
+    key = "" if key == "." else key
+    root_bucket, _, prefix = location.root.partition("/")
+    escapes = key == ".." or key.startswith("../")
+    within = not prefix or key == prefix or key.startswith(prefix + "/")
+    return None if bucket == root_bucket and within and not escapes else f"s3://{bucket}/{key}"
+
+
 def open_location(cfg: StoreConfig) -> StoreLocation:
     """Resolve ``store.uri`` to a filesystem; nothing is created or contacted yet."""
     if cfg.uri.startswith("s3://"):

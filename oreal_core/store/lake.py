@@ -15,7 +15,7 @@ import hashlib
 import logging
 import posixpath
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -29,11 +29,19 @@ from oreal_core.store.errors import (
     ChecksumMismatch,
     CodeVersionMismatch,
     ConfigMismatch,
+    PromptsMismatch,
     RunNotFound,
     SchemaError,
+    StorageUnavailable,
     StoreError,
 )
-from oreal_core.store.filesystems import StoreLocation, open_location, storage_error
+from oreal_core.store.filesystems import (
+    StoreLocation,
+    open_location,
+    rename_durably,
+    storage_error,
+    write_durably,
+)
 from oreal_core.store.manifest import RunManifest, StageManifest, code_version, dump, load, utc_now
 from oreal_core.store.records import Record, records_table
 from oreal_core.store.schemas import conform, table_schema
@@ -55,8 +63,10 @@ class Lake:
     # ------------------------------------------------------------------ runs
 
     def open_run(self, run_id: str, config_hash: str, *, config_text: str | None = None,
-                 version: str | None = None, allow_code_change: bool = False) -> RunManifest:
-        """Start a run, or resume it if its manifest records the same config hash and code version.
+                 version: str | None = None, allow_code_change: bool = False,
+                 prompts_hash: str | None = None) -> RunManifest:
+        """Start a run, or resume it if its manifest records the same config hash, prompt set
+        content (``prompts_hash``, see manifest.content_sha256) and code version.
 
         Resuming under other code (another commit, or uncommitted changes) is refused unless
         ``allow_code_change``: the run would no longer be what one version of the code produces.
@@ -74,6 +84,7 @@ class Lake:
                     f"under config {config_hash}; start a new run id, or restore the original config "
                     f"({self.location.uri}/{layout.run_dir(run_id)}/{layout.RUN_CONFIG} if it was recorded)"
                 )
+            self._check_prompts(existing, prompts_hash)
             if existing.code_version != version:
                 if not allow_code_change:
                     raise CodeVersionMismatch(
@@ -82,7 +93,8 @@ class Lake:
                         f"accept that, or check out {existing.code_version}")
                 log.warning("run %s: resuming under code %s (started with %s)", run_id, version, existing.code_version)
             return existing
-        manifest = RunManifest(run_id=run_id, config_hash=config_hash, code_version=version, created_at=utc_now())
+        manifest = RunManifest(run_id=run_id, config_hash=config_hash, code_version=version, created_at=utc_now(),
+                               prompts_hash=prompts_hash)
         with self._staged() as stage_dir:
             if config_text is not None:  # before run.json: the manifest stays the commit marker
                 self._put(posixpath.join(stage_dir, layout.RUN_CONFIG), config_text.encode())
@@ -90,6 +102,19 @@ class Lake:
             self._put(posixpath.join(stage_dir, layout.RUN_MANIFEST), dump(manifest))
             self._move(posixpath.join(stage_dir, layout.RUN_MANIFEST), key)
         return manifest
+
+    @staticmethod
+    def _check_prompts(existing: RunManifest, prompts_hash: str | None) -> None:
+        """Same config, other prompt file content: the steps after the resume would train on
+        other prompts than the same step indices of the uninterrupted run."""
+        if prompts_hash is None or existing.prompts_hash == prompts_hash:
+            return
+        if existing.prompts_hash is None:  # a run.json from before prompt hashes were recorded
+            log.warning("run %s records no prompt set hash (started before it was recorded); "
+                        "resuming without checking the prompt file", existing.run_id)
+            return
+        raise PromptsMismatch(f"run {existing.run_id!r} was started with prompt set {existing.prompts_hash} "
+                              f"and cannot resume with {prompts_hash}")
 
     def run_config(self, run_id: str) -> str | None:
         """The resolved config (YAML) a run started with, if it was recorded."""
@@ -105,21 +130,68 @@ class Lake:
         return manifest
 
     def runs(self) -> list[str]:
-        infos = self._list(layout.RUNS_DIR, recursive=False)
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        """Ids of the lake's runs: the folders under runs/ with a readable run.json."""
+        return sorted(self.run_manifests())
+
+    def run_manifests(self) -> dict[str, RunManifest]:
+        """The manifest of every readable run. Anything else under runs/ (a junk folder such as
+        .Trash-0, a run killed inside open_run before its run.json, a corrupt run.json, a
+        symlink loop) is skipped with a warning naming it: one bad entry must not break every
+        query, report and best-checkpoint lookup."""
+        found = {}
+        for info in self._list(layout.RUNS_DIR, recursive=False):
+            entry = f"{self.location.uri}/{layout.RUNS_DIR}/{info.base_name}"
+            try:
+                manifest = self._read_manifest(RunManifest, layout.run_manifest_key(info.base_name))
+            except StorageUnavailable as exc:
+                if self.location.is_s3:  # an outage, not a bad entry: the caller must hear of it
+                    raise
+                problem = str(exc)
+            except StoreError as exc:  # not a run id, or a corrupt manifest
+                problem = str(exc)
+            else:
+                if manifest is not None:
+                    found[info.base_name] = manifest
+                    continue
+                problem = f"no {layout.RUN_MANIFEST} (a run killed while it was being opened?)"
+            log.warning("lake: skipping %s: %s", entry, problem)
+        return found
 
     # ------------------------------------------------------------------ artefacts
 
-    def committed(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
-        """(run_id, step, table) of every committed artefact, from one listing."""
-        where = layout.run_dir(run_id) if run_id is not None else layout.RUNS_DIR
+    def committed(self, run_id: str | Iterable[str] | None = None) -> list[tuple[str, int, str]]:
+        """(run_id, step, table) of every committed artefact of one run, of several, or of
+        every readable run (``None``)."""
+        if run_id is None:
+            runs = set(self.runs())
+        else:
+            runs = {layout.check_run_id(r) for r in ([run_id] if isinstance(run_id, str) else run_id)}
         found = []
-        for info in self._list(where, recursive=True):
-            relative = posixpath.relpath(info.path, self.location.root)
+        for relative in self._step_files(sorted(runs)):
             parsed = layout.parse_manifest_key(relative)
-            if parsed is not None:
+            if parsed is not None and parsed[0] in runs:
                 found.append(parsed)
         return sorted(found)
+
+    def _step_files(self, runs: list[str]) -> Iterator[str]:
+        """Relative paths of the files in the runs' step=<n>/ folders (and, on S3, a few others)."""
+        if not runs:
+            return
+        if self.location.is_s3:  # flat keys and no links: one listing serves every run
+            where = layout.run_dir(runs[0]) if len(runs) == 1 else layout.RUNS_DIR
+            for info in self._list(where, recursive=True):
+                yield posixpath.relpath(info.path, self.location.root)
+            return
+        for run_id in runs:  # local: list only the two levels of the layout, never following a link loop
+            try:
+                steps = [i for i in self._list(layout.run_dir(run_id), recursive=False)
+                         if i.type == pafs.FileType.Directory and i.base_name.startswith("step=")]
+                for step in steps:
+                    relative = posixpath.relpath(step.path, self.location.root)
+                    for info in self._list(relative, recursive=False):
+                        yield posixpath.relpath(info.path, self.location.root)
+            except StorageUnavailable as exc:
+                log.warning("lake: skipping run %s: %s", run_id, exc)
 
     def data_uri(self, run_id: str, step: int, table: str) -> str:
         return self.location.uri_of(self.location.path(layout.data_key(run_id, step, table)))
@@ -224,8 +296,9 @@ class Lake:
     def _put(self, relative: str, payload: bytes) -> None:
         path = self.location.path(relative)
         with self._io(f"writing {relative}"):
-            if not self.location.is_s3:
-                self.location.fs.create_dir(posixpath.dirname(path), recursive=True)
+            if not self.location.is_s3:  # fsynced: the rename that commits it must not outrun the bytes
+                write_durably(path, payload)
+                return
             with self.location.fs.open_output_stream(path) as out:
                 out.write(payload)
 
@@ -237,7 +310,8 @@ class Lake:
         dst_path = self.location.path(dst)
         with self._io(f"committing {dst}"):
             if not self.location.is_s3:  # local rename needs the parent; S3 has no directories
-                self.location.fs.create_dir(posixpath.dirname(dst_path), recursive=True)
+                rename_durably(self.location.path(src), dst_path)
+                return
             self.location.fs.move(self.location.path(src), dst_path)
 
     def _delete(self, relative: str) -> None:

@@ -10,6 +10,7 @@ Neither ever holds credentials or endpoints.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class RunManifest:
     config_hash: str
     code_version: str
     created_at: str
+    prompts_hash: str | None = None  # content_sha256 of data.prompts; None: synthetic, or before it was recorded
     format: str = RUN_FORMAT
 
 
@@ -70,6 +72,25 @@ class StageManifest:
     created_at: str
     data_file: str  # file name next to the manifest
     format: str = STAGE_FORMAT
+
+
+def content_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of a folder's files (an HF dataset) in order of
+    their relative paths, each path hashed with its content so a rename changes the hash too."""
+    if path.is_file():
+        return f"sha256:{_file_sha256(path).hexdigest()}"
+    total = hashlib.sha256()
+    for file in sorted((f for f in path.rglob("*") if f.is_file()), key=lambda f: f.relative_to(path).as_posix()):
+        total.update(file.relative_to(path).as_posix().encode() + b"\0" + _file_sha256(file).digest())
+    return f"sha256:{total.hexdigest()}"
+
+
+def _file_sha256(path: Path):
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest
 
 
 def dump(manifest: RunManifest | StageManifest) -> bytes:

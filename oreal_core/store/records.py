@@ -41,8 +41,8 @@ class ScoredRow:
 
     prompt_id: str
     sample_idx: int
-    reward: float
-    advantage: float
+    reward: float | None  # None: nobody graded it (a judge error), so it has no advantage either
+    advantage: float | None
     kept: bool
     is_positive: bool
     token_rm_scores: tuple[float, ...] = ()

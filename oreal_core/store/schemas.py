@@ -69,7 +69,8 @@ VERDICTS = TableSchema("verdicts", 1, pa.schema([
     _RUN, _PROMPT, _IDX,
     _f("outcome", pa.string(), "correct | incorrect | truncated | unparseable | judge_error"),
     _f("correct", pa.bool_(), "outcome == 'correct'"),
-    _f("reward", pa.float32(), "the outcome reward fed to the advantages"),
+    _f("reward", pa.float32(), "the outcome reward fed to the advantages; null: not graded (judge error)",
+       nullable=True),
     _f("source", pa.string(), "rule | judge: who decided the outcome"),
     _f("rule_outcome", pa.string(), "the rule check's outcome when the judge was consulted", nullable=True),
     _f("extracted_answer", pa.string(), "answer extracted from the response", nullable=True),
@@ -79,8 +80,9 @@ VERDICTS = TableSchema("verdicts", 1, pa.schema([
 
 SCORED = TableSchema("scored", 1, pa.schema([
     _RUN, _PROMPT, _IDX,
-    _f("reward", pa.float32(), "outcome reward (copied from verdicts for self-contained reads)"),
-    _f("advantage", pa.float32(), "group advantage computed over all K samples before filtering"),
+    _f("reward", pa.float32(), "outcome reward (copied from verdicts); null: not graded", nullable=True),
+    _f("advantage", pa.float32(), "group advantage over the group's graded samples, before filtering; "
+       "null: not graded", nullable=True),
     _f("kept", pa.bool_(), "selected for training (Algorithm 1, line 5)"),
     _f("is_positive", pa.bool_(), "trained as a positive (behaviour cloning) sample"),
     _f("token_rm_scores", _FLOATS, "token-level RM score per response token (empty if not computed)"),
@@ -104,7 +106,7 @@ EVAL = TableSchema("eval", 1, pa.schema([
     _f("finish_reason", pa.string(), "stop | length"),
     _f("outcome", pa.string(), "correct | incorrect | truncated | unparseable | judge_error"),
     _f("extracted_answer", pa.string(), "answer extracted from the response", nullable=True),
-    _f("reward", pa.float32(), "outcome reward"),
+    _f("reward", pa.float32(), "outcome reward; null: not graded (judge error)", nullable=True),
 ]), "one row per evaluation sample; step = the training step of the checkpoint")
 
 TABLES: dict[str, TableSchema] = {t.name: t for t in (SAMPLES, VERDICTS, SCORED, METRICS, EVAL)}

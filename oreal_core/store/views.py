@@ -7,8 +7,12 @@ artefacts of older versions that lack a newer column. For ``s3://`` lakes the ht
 ``duckdb-extension-httpfs`` wheel (never downloaded) and the store's credentials become a
 temporary DuckDB secret that lives only in this connection.
 
-The connection is then sandboxed: file access is limited to the lake root and the
-configuration is locked, so a query can read the lake and nothing else.
+The connection is then sandboxed: file access is limited to the lake and the configuration
+is locked, so a query can read the lake and nothing else. A local lake allows its root folder
+(DuckDB resolves ``..`` in local paths). An S3 lake allows exactly its committed data files:
+DuckDB matches ``allowed_directories`` against an s3:// URL as a plain string prefix while the
+HTTP layer resolves ``..``, so ``s3://b/lake/../other/x`` would pass a prefix check and read
+outside the lake, however the string was built.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow as pa
 from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.filesystems import StoreLocation, redact
 from oreal_core.store.lake import Lake
+from oreal_core.store.manifest import RunManifest
 from oreal_core.store.schemas import TABLES
 
 VIEWS = (*TABLES, "runs")
@@ -39,14 +44,18 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     try:
         if lake.location.is_s3:
             _attach_s3(con, lake.location)
+        manifests = lake.run_manifests()  # skips (and names) whatever under runs/ is not a readable run
         files: dict[str, list[str]] = defaultdict(list)
-        for run_id, step, table in lake.committed():
+        for run_id, step, table in lake.committed(manifests):
             if table in TABLES:
                 files[table].append(lake.data_uri(run_id, step, table))
         for table in TABLES:
             _create_view(con, table, files[table])
-        _create_runs_view(con, lake)
-        con.execute("SET allowed_directories = ?", [[lake.location.uri.rstrip("/") + "/"]])
+        _create_runs_view(con, list(manifests.values()))
+        if lake.location.is_s3:
+            con.execute("SET allowed_paths = ?", [[uri for table in TABLES for uri in files[table]]])
+        else:
+            con.execute("SET allowed_directories = ?", [[lake.location.uri.rstrip("/") + "/"]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except Exception:
@@ -71,8 +80,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -
     )
 
 
-def _create_runs_view(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    manifests = [lake.run(run_id) for run_id in lake.runs()]
+def _create_runs_view(con: duckdb.DuckDBPyConnection, manifests: list[RunManifest]) -> None:
     runs = pa.table({
         "run_id": pa.array([m.run_id for m in manifests], pa.string()),
         "config_hash": pa.array([m.config_hash for m in manifests], pa.string()),

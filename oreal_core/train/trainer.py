@@ -224,18 +224,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def actor_weights(self) -> dict[str, torch.Tensor] | None:
+        """The actor's HF-named state dict on rank 0 (None on other ranks), for the rollout engine."""
+        return checkpoint.actor_state_dict(self.actor.engine, self.cfg.train.zero_stage)
+
     def _checkpoint(self, result: TrainStepResult) -> TrainStepResult:
         if self.layout is None:
             return result
-        step = result.step
-        hf_dir = self.layout.hf_dir(step)
-        checkpoint.save_hf_actor(self.actor.engine, self.cfg.train.zero_stage, self.policy_dir, hf_dir)
-        hf_uri = self.sink.publish(hf_dir, hf_dir.relative_to(self.layout.root).as_posix())
-        if distributed.rank() == 0:
-            self.layout.prune_hf(self.cfg.train.keep_hf_checkpoints, self.cfg.run.eval_every)
-        state_uri = None
-        last = step + 1 == self.cfg.run.total_steps
-        if (step + 1) % self.cfg.run.checkpoint_every == 0 or last:
+        step, run = result.step, self.cfg.run
+        full_state = (step + 1) % run.checkpoint_every == 0 or step + 1 == run.total_steps
+        evaluated = run.eval_every > 0 and (step + 1) % run.eval_every == 0  # eval records name this checkpoint
+        hf_uri = state_uri = None
+        if full_state or evaluated or self.cfg.rollout.weight_sync == "disk":
+            hf_dir = self.layout.hf_dir(step)
+            checkpoint.save_hf_actor(self.actor.engine, self.cfg.train.zero_stage, self.policy_dir, hf_dir)
+            hf_uri = self.sink.publish(hf_dir, hf_dir.relative_to(self.layout.root).as_posix())
+            if distributed.rank() == 0:
+                self.layout.prune_hf(self.cfg.train.keep_hf_checkpoints, run.eval_every)
+        if full_state:
             state_uri = self.save_state(self.layout.state_dir(step))
         return replace(result, hf_checkpoint=hf_uri, state_checkpoint=state_uri)
 

@@ -1,16 +1,23 @@
 """Answer extraction from a policy response (OREAL_SPEC.md §4, steps 2-3).
 
-Pure string code, no sympy: it runs in the calling process for every sample, so it has to
-be cheap and total (any input string gives a result, never an exception).
+Pure string code, no sympy: it runs in the calling process for every sample, outside the
+rule check's timeout, so it has to be total (any input string gives a result, never an
+exception) and linear in the length of the response: a degenerate policy emits 100k
+characters of unbalanced ``\\boxed{`` and a quadratic scan would stall the whole stage.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 _BOX_OPENERS = ("\\boxed{", "\\fbox{")
-_ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is[:\s]*(.+)", re.DOTALL)
+_ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is")
+# After the phrase: skip ':' and blank space (newlines too), then keep one line (the line
+# breaks of str.splitlines).
+_REST_OF_LINE = re.compile(r"[:\s]*([^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*)")
+_BRACE = re.compile(r"[{}]")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
@@ -40,31 +47,38 @@ def summary_part(response: str, stop_word: str, thinking_finish_words: tuple[str
     return stripped.strip()
 
 
-def _balanced_content(text: str, open_brace: int) -> str | None:
-    """Content between text[open_brace] == '{' and its matching '}', or None if unbalanced."""
-    depth = 0
-    for i in range(open_brace, len(text)):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_brace + 1:i]
-    return None
+def _brace_partners(text: str) -> dict[int, int]:
+    """Index of every matched '{' -> index of its '}', in one pass with a stack.
+
+    A stack pairs each '{' with the first '}' at which the depth counted from it returns
+    to zero, i.e. exactly what a forward scan from that brace finds, but for all braces at
+    once: O(n) instead of one O(n) scan per \\boxed.
+    """
+    partners: dict[int, int] = {}
+    stack: list[int] = []
+    for match in _BRACE.finditer(text):
+        i = match.start()
+        if text[i] == "{":
+            stack.append(i)
+        elif stack:
+            partners[stack.pop()] = i
+    return partners
 
 
 def _last_boxed(text: str) -> tuple[str | None, str]:
     """Content of the last balanced \\boxed{...} (or \\fbox{...}); earlier boxes are fallbacks."""
-    starts = sorted((i for opener in _BOX_OPENERS for i in _find_all(text, opener)), reverse=True)
-    skipped = 0
-    for start in starts:
-        content = _balanced_content(text, text.index("{", start))
-        if content is not None:
+    # Each opener ends with its '{'; openers never overlap, so brace order is opener order.
+    braces = sorted((i + len(opener) - 1 for opener in _BOX_OPENERS for i in _find_all(text, opener)),
+                    reverse=True)
+    if not braces:
+        return None, ""
+    partners = _brace_partners(text)
+    for skipped, brace in enumerate(braces):
+        close = partners.get(brace)
+        if close is not None:
             detail = f"{skipped} later unbalanced \\boxed skipped" if skipped else ""
-            return content.strip(), detail
-        skipped += 1
-    return None, f"{skipped} unbalanced \\boxed" if skipped else ""
+            return text[brace + 1:close].strip(), detail
+    return None, f"{len(braces)} unbalanced \\boxed"
 
 
 def _find_all(text: str, needle: str) -> list[int]:
@@ -75,6 +89,15 @@ def _find_all(text: str, needle: str) -> list[int]:
     return found
 
 
+def _after_last_answer_phrase(text: str) -> str:
+    """The line after the *last* "The (final) answer is", as the reference's re.split(...)[-1]."""
+    last = deque(_ANSWER_IS.finditer(text), maxlen=1)  # keeps only the last match
+    if not last:
+        return ""
+    line = _REST_OF_LINE.match(text, last[0].end()).group(1)
+    return line.strip().rstrip(".").strip("$ ")
+
+
 def extract_answer(summary: str) -> Extraction:
     """Last \\boxed{} with brace matching; else "The (final) answer is ..."; else the last number.
 
@@ -83,11 +106,9 @@ def extract_answer(summary: str) -> Extraction:
     boxed, detail = _last_boxed(summary)
     if boxed is not None:
         return Extraction(boxed, "boxed", detail) if boxed else Extraction(None, "none", "empty \\boxed{}")
-    matches = list(_ANSWER_IS.finditer(summary))
-    if matches:
-        line = matches[-1].group(1).strip().splitlines()[0].strip().rstrip(".").strip("$ ")
-        if line:
-            return Extraction(line, "answer_is", detail)
+    line = _after_last_answer_phrase(summary)
+    if line:
+        return Extraction(line, "answer_is", detail)
     numbers = _NUMBER.findall(summary)
     if numbers:
         return Extraction(numbers[-1].replace(",", ""), "last_number", detail)

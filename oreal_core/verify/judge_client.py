@@ -5,18 +5,23 @@ Production serves Qwen2.5-72B-Instruct with lmdeploy on port 10003; any server s
 reference spawns 8 processes x 8 threads of blocking calls; here one event loop keeps the
 same number of requests in flight (``num_processes * concurrency_per_proc[0]``), with a
 per-request timeout, retries with exponential backoff and full jitter on connection
-errors and 5xx, and a circuit breaker per host.
+errors, 5xx and 429 (a server's ``Retry-After`` wins over the backoff), and a circuit breaker
+per host. Whatever a host sends back, a grading ends as a :class:`JudgeResult`: a judge that
+answers garbage is a ``judge_error`` for that sample, never an exception that fails the stage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import random
 import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import certifi
 import httpx
@@ -46,19 +51,44 @@ class JudgeResult:
 
 
 class _Retryable(Exception):
-    """A failure worth trying again on the next host (connection error, timeout, 5xx)."""
+    """A failure worth trying again on the next host (connection error, timeout, 5xx, 429)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # the server's Retry-After, already capped
 
 
 class _Final(Exception):
     """A failure that retrying cannot fix (4xx, malformed response)."""
 
 
-def _base_url(host: str) -> str:
+def base_url(host: str) -> str:
     return host.rstrip("/") if host.startswith(("http://", "https://")) else f"http://{host}"
 
 
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
+
+
+def _retry_after_s(response: httpx.Response, cap_s: float) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or HTTP-date form), clipped to [0, cap_s].
+
+    None when absent or unreadable. The cap keeps a server asking for an hour from
+    stalling the verify stage: after it, the retry just meets another 429 or succeeds.
+    """
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # "-0000" parses as naive
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), cap_s) if math.isfinite(seconds) else None
 
 
 class JudgeClient:
@@ -70,7 +100,7 @@ class JudgeClient:
         self.cfg = cfg
         self.prompt = prompt or GraderPrompt.load(cfg.prompt_template)
         self._rng = random.Random(seed)
-        self._hosts = [_base_url(h) for h in cfg.hosts]
+        self._hosts = [base_url(h) for h in cfg.hosts]
         self._next = self._rng.randrange(len(self._hosts))  # round-robin from a random start
         self.breakers = {h: CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s) for h in self._hosts}
         self._model: str | None = cfg.model
@@ -109,52 +139,79 @@ class JudgeClient:
         host = self._pick_host()
         if host is None:
             raise _Final("every judge host has an open circuit breaker")
+        response = await self._exchange(http, host, method, path, payload)
+        return host, self._read(host, response)
+
+    async def _exchange(self, http: httpx.AsyncClient, host: str, method: str, path: str,
+                        payload: dict | None) -> httpx.Response:
+        """The HTTP request and its whole body; every httpx error becomes _Retryable or _Final."""
         breaker = self.breakers[host]
         try:
             async with asyncio.timeout(self.cfg.request_timeout_s):
-                response = await http.request(method, host + path, json=payload)
+                return await http.request(method, host + path, json=payload)
         except (TimeoutError, httpx.TimeoutException) as exc:
             breaker.record_failure()
             raise _Retryable(f"{host}: timed out after {self.cfg.request_timeout_s:g}s") from exc
-        except httpx.TransportError as exc:
+        except httpx.TransportError as exc:  # refused, reset, broken HTTP framing (ProtocolError)
             breaker.record_failure()
             raise _Retryable(f"{host}: {type(exc).__name__}: {_clip(str(exc))}") from exc
-        if response.status_code >= 500:
-            breaker.record_failure()
-            raise _Retryable(f"{host}: HTTP {response.status_code}: {_clip(response.text)}")
+        except httpx.HTTPError as exc:
+            # It answered, but undecodably (DecodingError: a Content-Encoding its body does not
+            # have; TooManyRedirects): a malformed reply, not a dead host, and not retried.
+            breaker.record_success()
+            raise _Final(f"{host}: malformed response: {type(exc).__name__}: {_clip(str(exc))}") from exc
+
+    def _read(self, host: str, response: httpx.Response) -> dict:
+        """The JSON body of a 2xx/3xx response; 429 and 5xx are retryable, the rest final."""
+        breaker, status = self.breakers[host], response.status_code
+        if status == 429 or status >= 500:
+            if status == 429:
+                breaker.record_success()  # alive, just busy: opening its breaker would idle a working host
+            else:
+                breaker.record_failure()
+            raise _Retryable(f"{host}: HTTP {status}: {_clip(response.text)}",
+                             _retry_after_s(response, self.cfg.request_timeout_s))
         breaker.record_success()  # the host answered; a 4xx or bad body is not its health
-        if response.status_code >= 400:
-            raise _Final(f"{host}: HTTP {response.status_code}: {_clip(response.text)}")
+        if status >= 400:
+            raise _Final(f"{host}: HTTP {status}: {_clip(response.text)}")
         try:
-            return host, response.json()
-        except ValueError as exc:
+            return response.json()
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested too deep to parse
             raise _Final(f"{host}: response is not JSON: {_clip(response.text)!r}") from exc
 
     async def _with_retries(self, http: httpx.AsyncClient, method: str, path: str,
                             payload: dict | None = None) -> tuple[str, dict, int]:
-        last_error = ""
+        last_error, retry_after_s = "", None
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
-                # Full jitter: concurrent retries against a recovering host do not line up.
-                await asyncio.sleep(self._rng.uniform(0, self.cfg.backoff_base_s * 2 ** (attempt - 1)))
+                # The server's Retry-After if it sent one; else full jitter, so concurrent
+                # retries against a recovering host do not line up.
+                backoff = self._rng.uniform(0, self.cfg.backoff_base_s * 2 ** (attempt - 1))
+                await asyncio.sleep(backoff if retry_after_s is None else retry_after_s)
             try:
                 host, body = await self._send(http, method, path, payload)
                 return host, body, attempt + 1
             except _Retryable as exc:
-                last_error = str(exc)
+                last_error, retry_after_s = str(exc), exc.retry_after_s
         raise _Final(f"gave up after {self.cfg.max_retries + 1} attempt(s); last: {last_error}")
+
+    def _require_open(self) -> None:
+        if not self._pools:  # a programming error: raised, unlike anything a server does
+            raise RuntimeError("JudgeClient used outside 'async with JudgeClient(cfg) as client:'")
 
     async def model(self) -> str:
         """The served model's name, from ``GET /v1/models`` unless configured."""
-        if not self._pools:
-            raise RuntimeError("JudgeClient used outside 'async with JudgeClient(cfg) as client:'")
+        self._require_open()
         async with self._model_lock:
             if self._model is None:
                 _, body, _ = await self._with_retries(self._pools[0], "GET", "/v1/models")
                 try:
-                    self._model = body["data"][0]["id"]
+                    model = body["data"][0]["id"]
                 except (KeyError, IndexError, TypeError) as exc:
                     raise _Final(f"GET /v1/models lists no model: {_clip(str(body))}") from exc
+                if not isinstance(model, str) or not model:
+                    raise _Final(f"GET /v1/models: model id is not a name: {_clip(repr(model))}")
+                self._model = model
             return self._model
 
     def _payload(self, model: str, request: JudgeRequest) -> dict:
@@ -166,13 +223,20 @@ class JudgeClient:
 
     async def judge(self, request: JudgeRequest, pool: int = 0) -> JudgeResult:
         """One grading call; every failure is a result with ``correct=None`` and an error."""
+        self._require_open()
         start = time.perf_counter()
         try:
-            model = await self.model()
-            host, body, attempts = await self._with_retries(self._pools[pool], "POST", "/v1/chat/completions",
-                                                            self._payload(model, request))
+            return await self._judge(request, pool, start)
         except _Final as exc:
             return JudgeResult(None, None, str(exc), latency_s=time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - one unforeseen reply must cost one sample, not the stage
+            return JudgeResult(None, None, f"unexpected {type(exc).__name__}: {_clip(str(exc))}",
+                               latency_s=time.perf_counter() - start)
+
+    async def _judge(self, request: JudgeRequest, pool: int, start: float) -> JudgeResult:
+        model = await self.model()
+        host, body, attempts = await self._with_retries(self._pools[pool], "POST", "/v1/chat/completions",
+                                                        self._payload(model, request))
         elapsed = time.perf_counter() - start
         try:
             reply = body["choices"][0]["message"]["content"]

@@ -37,7 +37,7 @@ def shared_pool(workers: int) -> TimeoutPool:
 
 
 @atexit.register
-def _close_shared_pools() -> None:
+def close_shared_pools() -> None:
     for pool in _shared_pools.values():
         pool.close()
     _shared_pools.clear()
@@ -56,12 +56,15 @@ def run_rule_checks(pool: TimeoutPool, pairs: Sequence[tuple[str, str]], timeout
     return results
 
 
-def reward_for(outcome: Outcome, cfg: VerifierConfig) -> float:
-    """The configured reward of an outcome (reference: +1 correct, -1 everything else)."""
+def reward_for(outcome: Outcome, cfg: VerifierConfig) -> float | None:
+    """+1 correct, -1 every other graded outcome; None for a sample nobody could grade.
+
+    The reference scores a judge error -1; a judge outage would then train as wrong answers.
+    """
     if outcome is Outcome.CORRECT:
         return cfg.reward_correct
     if outcome is Outcome.JUDGE_ERROR:
-        return cfg.reward_judge_error
+        return None
     return cfg.reward_incorrect
 
 

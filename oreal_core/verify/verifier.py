@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from oreal_core.config import VerifierConfig
 from oreal_core.types import FinishReason, Outcome, Prompt, Sample, Verdict, VerdictSource
@@ -159,13 +159,18 @@ class Verifier:
     def _judge_verdict(self, rule: Verdict, judged: tuple[JudgeResult, bool]) -> Verdict:
         result, cached = judged
         rule_note = f"rule said {rule.outcome.value}: {rule.reason}"
+        if result.correct is None and self.cfg.on_judge_error == "rule":
+            return replace(rule, reason=f"judge error: {result.error}; graded by the rule alone "
+                                        f"(verifier.on_judge_error=rule); {rule_note}", judge_reply=result.reply,
+                           judge_failed=True)
         if result.correct is None:
             outcome, reason = Outcome.JUDGE_ERROR, f"judge error: {result.error}; {rule_note}"
         else:
             outcome = Outcome.CORRECT if result.correct else Outcome.INCORRECT
             reason = f"judge replied {'A' if result.correct else 'B'}; {rule_note}"
         return Verdict(outcome, reward_for(outcome, self.cfg), VerdictSource.JUDGE, rule.extracted_answer,
-                       reason + ("; judge cached" if cached else ""), result.reply, rule.outcome)
+                       reason + ("; judge cached" if cached else ""), result.reply, rule.outcome,
+                       judge_failed=result.correct is None)
 
 
 def verify_batch(items: Sequence[VerifyItem], cfg: VerifierConfig) -> list[Verdict]:
@@ -179,8 +184,27 @@ def verdict_metrics(verdicts: Sequence[Verdict]) -> dict[str, float]:
     n = max(len(verdicts), 1)
     counts = Counter(v.outcome.value for v in verdicts)
     judged = [v for v in verdicts if v.source is VerdictSource.JUDGE]
+    rewards = [v.reward for v in verdicts if v.reward is not None]
     metrics = {f"verify/{o.value}_frac": counts.get(o.value, 0) / n for o in Outcome}
     metrics["verify/judged"] = float(len(judged))
+    metrics["verify/judge_error_rate"] = judge_error_rate(verdicts)
     metrics["verify/rule_judge_disagree"] = float(sum(v.rule_judge_disagree for v in verdicts))
-    metrics["verify/mean_reward"] = sum(v.reward for v in verdicts) / n
+    metrics["verify/mean_reward"] = sum(rewards) / max(len(rewards), 1)  # over the graded samples
     return metrics
+
+
+def judge_error_rate(verdicts: Sequence[Verdict]) -> float:
+    """Share of the samples sent to the judge that got no verdict (rule fallbacks included)."""
+    asked = sum(v.source is VerdictSource.JUDGE or v.judge_failed for v in verdicts)
+    return sum(v.judge_failed for v in verdicts) / asked if asked else 0.0
+
+
+def check_judge_error_rate(verdicts: Sequence[Verdict], cfg: VerifierConfig, where: str) -> None:
+    """Refuse a batch whose judge error rate exceeds ``verifier.max_judge_error_frac``."""
+    rate = judge_error_rate(verdicts)
+    if rate > cfg.max_judge_error_frac:
+        first = next(v.reason for v in verdicts if v.judge_failed)
+        raise JudgeUnavailable(
+            f"{where}: {rate:.0%} of the samples sent to the judge got no verdict (limit "
+            f"verifier.max_judge_error_frac={cfg.max_judge_error_frac:g}); nothing was committed or trained. "
+            f"Check verifier.judge.hosts={list(cfg.judge.hosts)}; first error: {first}")

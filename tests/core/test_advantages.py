@@ -77,3 +77,35 @@ def test_integer_rewards_are_accepted():
 def test_bad_input_names_the_argument(rewards, kind, message):
     with pytest.raises(ValueError, match=message):
         group_advantages(rewards, kind)
+
+
+NAN = float("nan")
+
+
+def test_ungraded_samples_are_left_out_of_their_group():
+    """A judge error is neither right nor wrong: the group is computed as if it had not been drawn."""
+    rewards = torch.tensor([[1.0, NAN, -1.0, -1.0], [1.0, -1.0, 1.0, -1.0], [NAN, NAN, NAN, 1.0]])
+    graded = ~torch.isnan(rewards)
+    adv = group_advantages(rewards, "rloo", graded)
+    # Row 0 is RLOO over K=3 graded samples, p = 1/3: A+ = 2*3*(2/3)/2 = 2, A- = -2*3*(1/3)/2 = -1.
+    torch.testing.assert_close(adv[0], torch.tensor([2.0, 0.0, -1.0, -1.0]))
+    torch.testing.assert_close(adv[1], group_advantages(rewards[1:2], "rloo")[0])  # complete rows unchanged
+    torch.testing.assert_close(adv[2], torch.zeros(4))  # one graded sample: no baseline, no advantage
+    grpo = group_advantages(rewards, "grpo", graded)
+    torch.testing.assert_close(grpo[0, [0, 2, 3]], group_advantages(torch.tensor([[1.0, -1.0, -1.0]]), "grpo")[0])
+    torch.testing.assert_close(group_advantages(rewards, "reinforce", graded)[2], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
+
+def test_all_graded_mask_equals_no_mask():
+    g = torch.Generator().manual_seed(3)
+    rewards = torch.where(torch.rand(16, 8, generator=g) < 0.5, 1.0, -1.0)
+    for kind in ("rloo", "grpo", "reinforce"):
+        assert torch.equal(group_advantages(rewards, kind, torch.ones(16, 8, dtype=torch.bool)),
+                           group_advantages(rewards, kind))
+
+
+def test_ungraded_rewards_are_not_checked_but_graded_ones_are():
+    with pytest.raises(ValueError, match="rewards: values must be"):
+        group_advantages(torch.tensor([[1.0, 0.5, NAN]]), "rloo", torch.tensor([[True, True, False]]))
+    with pytest.raises(ValueError, match="graded: expected shape"):
+        group_advantages(torch.tensor([[1.0, -1.0]]), "rloo", torch.tensor([True, True]))

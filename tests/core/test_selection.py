@@ -62,3 +62,23 @@ def test_bad_rewards_rejected():
         select_pairs(_rewards([[1, 0.5]]))
     with pytest.raises(ValueError, match="rewards: empty"):
         select_pairs(torch.zeros(0, 4))
+
+
+def test_ungraded_samples_are_never_selected():
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, nan, -1.0, nan], [1.0, 1.0, nan, nan], [nan, nan, nan, nan]])
+    graded = ~torch.isnan(rewards)
+    keep = select_pairs(rewards, torch.Generator().manual_seed(0), graded)
+    assert keep[0].tolist() == [True, False, True, False]
+    assert not keep[1:].any()  # row 1: all graded samples correct (p = 1); row 2: none graded
+    assert keep_all(rewards, None, graded).tolist() == graded.tolist()
+    rates = group_pass_rates(rewards, graded)
+    assert rates[:2].tolist() == [0.5, 1.0] and torch.isnan(rates[2])
+
+
+def test_all_graded_mask_selects_as_without_one():
+    g = torch.Generator().manual_seed(5)
+    rewards = torch.where(torch.rand(30, 8, generator=g) < 0.4, 1.0, -1.0)
+    ones = torch.ones(30, 8, dtype=torch.bool)
+    assert torch.equal(select_pairs(rewards, torch.Generator().manual_seed(1), ones),
+                       select_pairs(rewards, torch.Generator().manual_seed(1)))

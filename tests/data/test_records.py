@@ -96,3 +96,22 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(PromptDataError, match="no prompt rows"):
         read_prompt_records(tmp_path / "empty.jsonl")
+
+
+def test_non_utf8_line_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"question": "ok", "gold_answer": "1"}\n{"question": "caf\xe9?", "gold_answer": "2"}\n')
+    with pytest.raises(PromptDataError, match=rf"^{path}:2: not UTF-8 text \(byte 18 of the line\)$"):
+        read_prompt_records(path)
+
+
+def test_every_bad_row_is_found_and_the_list_is_capped(tmp_path):
+    rows = [{"question": "ok", "gold_answer": "1"}, {"gold_answer": "2"}, "{oops", {"question": "q"}]
+    path = _write_jsonl(tmp_path / "bad.jsonl", rows * 3)
+    with pytest.raises(PromptDataError) as raised:
+        read_prompt_records(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:2: missing field 'question' or 'problem'")
+    assert f"{path}:3: not valid JSON" in message and f"{path}:4: missing field 'answer'" in message
+    assert message.count(f"{path}:") == 5 and message.endswith(f"; ... 4 more (9 bad rows in {path})")
+    assert "\n" not in message

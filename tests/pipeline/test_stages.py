@@ -113,3 +113,24 @@ def test_changed_config_is_refused_naming_the_change(tmp_path, sft_cache_dir):
     changed = RunSpec(spec.run_id, spec.config, spec.overrides + ("loss.kl_coef=0.02",))
     with pytest.raises(ConfigMismatch, match=r"loss.kl_coef: 0.01 -> 0.02"):
         RunSession(changed)
+
+
+@pytest.mark.slow
+def test_verify_grades_against_the_committed_gold_not_a_reread_prompt_file(reference, monkeypatch):
+    import dataclasses
+
+    from oreal_core.pipeline.records import samples_from_table
+    from oreal_core.pipeline.stages import verify_items
+
+    session, _ = reference
+    table = session.lake.read(session.run_id, 0, "samples")
+    samples, texts, golds = samples_from_table(table), table["prompt"].to_pylist(), table["gold_answer"].to_pylist()
+    drawn = session.step_prompts(0)
+    edited = [dataclasses.replace(p, gold_answer="999999") for p in drawn]  # golds edited after the rollout
+    monkeypatch.setattr(session, "step_prompts", lambda step: edited)
+    assert [i.gold for i in verify_items(session, 0, samples, texts, golds)] == golds
+    shifted = [dataclasses.replace(p, text=q.text, question=q.question) for p, q in zip(drawn, drawn[1:] + drawn[:1],
+                                                                                        strict=True)]
+    monkeypatch.setattr(session, "step_prompts", lambda step: shifted)  # ids moved by one line
+    with pytest.raises(ValueError, match=r"prompt '.*' of the committed samples is not in data.prompts as drawn"):
+        verify_items(session, 0, samples, texts, golds)

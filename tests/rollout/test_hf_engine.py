@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from oreal_core.rollout import RolloutInputError, SamplingSpec
+from oreal_core.rollout import RolloutEngineError, RolloutInputError, SamplingSpec
 from oreal_core.rollout.hf_engine import HFEngine
 from oreal_core.types import FinishReason
 from tests.rollout.policies import STOP, arithmetic_prompts, two_policies
@@ -81,6 +82,10 @@ def test_reload_weights_in_place_equals_a_fresh_engine(policies, prompts, tmp_pa
     sampled = engine.generate(prompts, SAMPLING).samples
     assert [s.token_ids for s in sampled] == [s.token_ids for s in HFEngine(policies[1], stop_word=STOP)
                                                .generate(prompts, SAMPLING).samples]
+    engine.load_weights(load_file(str(policies[0] / "model.safetensors")), policy_version=5)  # in memory
+    assert [s.token_ids for s in engine.generate(prompts, greedy).samples] == [s.token_ids for s in before]
+    with pytest.raises(RolloutEngineError, match="load_weights: missing"):
+        engine.load_weights({"not.a.weight": torch.zeros(1)}, policy_version=6)
     bigger = AutoModelForCausalLM.from_pretrained(policies[1])
     bigger.resize_token_embeddings(bigger.config.vocab_size + 64)
     bigger.save_pretrained(tmp_path / "bigger")

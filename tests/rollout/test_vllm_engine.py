@@ -5,9 +5,11 @@ import dataclasses
 import math
 import os
 import signal
+import threading
 import time
 
 import pytest
+from safetensors.torch import load_file
 
 from oreal_core.config import load_config
 from oreal_core.rollout import RolloutEngineError, RolloutInputError, SamplingSpec, open_engine
@@ -93,16 +95,28 @@ def test_head_dim_vllm_cpu_cannot_run_is_refused_before_start(tmp_path, cfg):
         open_engine(head_dim_16_policy(tmp_path), cfg)
 
 
+@pytest.mark.timeout(300)  # a hang is this test's failure mode: fail it in minutes, not pytest's 15
 def test_reload_weights_in_place_equals_a_fresh_engine(engine, policies, prompts, cfg):
     before = engine.generate(prompts, GREEDY).samples
     engine.reload_weights(policies[1], policy_version=1)
     reloaded_greedy = engine.generate(prompts, GREEDY).samples
     reloaded_sampled = engine.generate(prompts, SAMPLING).samples
+    # The same weights from memory (rollout.weight_sync=memory): back to w0, then w1 again.
+    engine.load_weights(load_file(str(policies[0] / "model.safetensors")), policy_version=2)
+    assert [s.token_ids for s in engine.generate(prompts, GREEDY).samples] == [s.token_ids for s in before]
+    engine.load_weights(load_file(str(policies[1] / "model.safetensors")), policy_version=3)
+    memory_greedy = engine.generate(prompts, GREEDY).samples
+    memory_sampled = engine.generate(prompts, SAMPLING).samples
+    assert all(s.policy_version == 3 for s in memory_greedy)
     engine.close()
     fresh = open_engine(policies[1], cfg)
     try:
         fresh_greedy = fresh.generate(prompts, GREEDY).samples
         assert [s.token_ids for s in reloaded_greedy] == [s.token_ids for s in fresh_greedy]
+        assert [s.token_ids for s in memory_greedy] == [s.token_ids for s in fresh_greedy]
+        for ours, theirs in zip(memory_greedy, fresh_greedy, strict=True):
+            assert max(abs(a - b) for a, b in zip(ours.logprobs, theirs.logprobs, strict=True)) < 1e-5
+        assert [s.token_ids for s in memory_sampled] == [s.token_ids for s in reloaded_sampled]
         assert [s.token_ids for s in reloaded_greedy] != [s.token_ids for s in before]
         assert [s.token_ids for s in reloaded_sampled] == [s.token_ids for s in fresh.generate(prompts, SAMPLING).samples]
         assert all(s.policy_version == 1 for s in reloaded_greedy)
@@ -112,10 +126,20 @@ def test_reload_weights_in_place_equals_a_fresh_engine(engine, policies, prompts
 
 
 def _engine_crash_is_an_error_not_a_hang(engine, prompts):
+    """Deterministic: the engine is stopped (SIGSTOP) so that the call is surely waiting when
+    the process is killed; vLLM's own monitor never wakes such a waiting caller."""
     (core,) = engine.llm.llm_engine.engine_core.resources.engine_manager.processes  # the EngineCore process
-    os.kill(core.pid, signal.SIGKILL)
-    core.join(30)
+    os.kill(core.pid, signal.SIGSTOP)
+    killer = threading.Timer(1.0, os.kill, (core.pid, signal.SIGKILL))
+    killer.start()
     start = time.monotonic()
-    with pytest.raises(RolloutEngineError, match="vLLM rollout failed"):
+    with pytest.raises(RolloutEngineError, match=rf"died during generate: EngineCore\S* \(pid {core.pid}\) "
+                                                 r"exited with code -9"):
         engine.generate(prompts, SAMPLING)
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 10
+    killer.join()
+    assert not engine.alive
+    with pytest.raises(RolloutEngineError, match="vLLM engine is dead"):  # at once, not after a wait
+        engine.generate(prompts, SAMPLING)
+    with pytest.raises(RolloutEngineError, match="vLLM engine is dead"):
+        engine.reload_weights(engine.info.path, policy_version=2)

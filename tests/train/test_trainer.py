@@ -117,14 +117,18 @@ def test_metrics_and_token_rm_records_cover_the_step(run_a):
     assert any(w > 0 for r in result.token_rm for w in r.weights)  # the warmed-up RM gives weight
 
 
-def test_hf_checkpoint_each_step_loads_as_the_trained_actor(run_a):
+def test_hf_checkpoint_at_full_state_steps_loads_as_the_trained_actor(run_a):
+    """rollout.weight_sync=memory (default): the engine gets the actor's tensors every step, the
+    HF checkpoint is written with the full state (and at evaluations and the last step)."""
     from oreal_core.models.tiny import load_tokenizer
 
     trainer, results, snapshots = run_a
-    assert results[1].state_checkpoint and results[0].state_checkpoint is None
-    saved = AutoModelForCausalLM.from_pretrained(results[2].hf_checkpoint)
-    assert_same({f"model.{k}": v for k, v in saved.state_dict().items()}, snapshots[2][0])
-    tok = load_tokenizer(results[2].hf_checkpoint)
+    assert [bool(r.state_checkpoint) for r in results] == [False, True, False, True]
+    assert [bool(r.hf_checkpoint) for r in results] == [False, True, False, True]
+    saved = AutoModelForCausalLM.from_pretrained(results[3].hf_checkpoint)
+    assert_same({f"model.{k}": v for k, v in saved.state_dict().items()}, snapshots[3][0])
+    assert_same({f"model.{k}": v for k, v in trainer.actor_weights().items()}, snapshots[3][0])
+    tok = load_tokenizer(results[3].hf_checkpoint)
     assert tok.decode(tok("Compute 6 + 7.")["input_ids"]) == "Compute 6 + 7."
 
 
@@ -175,7 +179,7 @@ def test_empty_kept_set_is_skipped_and_recorded(run_b):
     assert result.status is StepStatus.SKIPPED and "empty kept set" in result.reason
     assert result.metrics.as_dict()["skipped"] == 1.0
     assert_same(params(run_b.actor.engine), before)
-    assert result.hf_checkpoint  # the rollout engine still finds this step's weights
+    assert_same({f"model.{k}": v for k, v in run_b.actor_weights().items()}, before)  # what the engine gets
     assert run_b.train_step(toy_batch(step + 1)).status is StepStatus.TRAINED
     with pytest.raises(ValueError, match=f"expects step {step + 2}"):
         run_b.train_step(toy_batch(step + 5))
@@ -226,9 +230,9 @@ def test_zero_stage_3_trains_the_same_step_as_stage_2(config, policy_dir, run_a,
     for step in range(3):
         result = trainer.train_step(toy_batch(step, seed=step))
         assert result.metrics.as_dict()["loss"] == pytest.approx(results_a[step].metrics.as_dict()["loss"], rel=1e-5)
-    saved = AutoModelForCausalLM.from_pretrained(result.hf_checkpoint).state_dict()
+    gathered = trainer.actor_weights()  # what the engine gets: the full weights, gathered across partitions
     for name, value in snapshots_a[2][0].items():
-        torch.testing.assert_close(saved[name.removeprefix("model.")], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(gathered[name.removeprefix("model.")], value, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.gpu
@@ -239,4 +243,4 @@ def test_bf16_step_on_gpu(policy_dir, tmp_path):
     assert next(trainer.actor.engine.module.parameters()).dtype == torch.bfloat16
     result = trainer.train_step(toy_batch(0))
     assert result.status is StepStatus.TRAINED and math.isfinite(result.metrics.as_dict()["loss"])
-    assert AutoModelForCausalLM.from_pretrained(result.hf_checkpoint) is not None
+    assert all(torch.isfinite(w).all() for w in trainer.actor_weights().values())

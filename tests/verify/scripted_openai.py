@@ -2,7 +2,9 @@
 
 This is the process boundary we do not own (lmdeploy/vLLM); the real protocol is also
 tested against vLLM in test_judge_vllm.py. Each chat request is answered by ``script``:
-a function from the request number and JSON body to a :class:`Reply`.
+a function from the request number and JSON body to a :class:`Reply`. A reply can carry
+extra headers (``Retry-After``, a lying ``Content-Encoding``) or bytes written to the socket
+instead of an HTTP response (protocol garbage).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Reply:
     status: int = 200
     content: str | None = "A"  # the assistant message; None sends ``raw`` instead
-    raw: str = ""
+    raw: str | bytes = ""
     delay_s: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()  # sent after Content-Type/Content-Length
+    wire: bytes | None = None  # sent verbatim instead of a response, then the connection closes
 
 
 def chat_body(content: str) -> str:
@@ -37,9 +41,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class ScriptedOpenAI:
-    def __init__(self, script: Callable[[int, dict], Reply], model: str = "scripted-judge") -> None:
+    def __init__(self, script: Callable[[int, dict], Reply], model: str = "scripted-judge",
+                 models_reply: Reply | None = None) -> None:
         self.script = script
         self.model = model
+        self.models_reply = models_reply  # replaces the GET /v1/models answer when given
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
@@ -67,16 +73,28 @@ class ScriptedOpenAI:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, status: int, body: str) -> None:
-                data = body.encode()
+            def _send(self, status: int, body: str | bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
+                data = body.encode() if isinstance(body, str) else body
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _reply(self, reply: Reply) -> None:
+                if reply.wire is not None:
+                    self.wfile.write(reply.wire)
+                    self.close_connection = True
+                    return
+                body = chat_body(reply.content) if reply.content is not None else reply.raw
+                self._send(reply.status, body, reply.headers)
+
             def do_GET(self) -> None:
-                if self.path == "/v1/models":
+                if self.path == "/v1/models" and server.models_reply is not None:
+                    self._reply(server.models_reply)
+                elif self.path == "/v1/models":
                     self._send(200, json.dumps({"object": "list", "data": [{"id": server.model}]}))
                 else:
                     self._send(404, "{}")
@@ -90,7 +108,7 @@ class ScriptedOpenAI:
                 time.sleep(reply.delay_s)
                 # The client may have given up already (timeout test).
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self._send(reply.status, chat_body(reply.content) if reply.content is not None else reply.raw)
+                    self._reply(reply)
 
         return Handler
 

@@ -166,3 +166,81 @@ def test_client_outside_its_context_is_a_clear_error():
     client = JudgeClient(_cfg("127.0.0.1:9"))
     with pytest.raises(RuntimeError, match="outside 'async with"):
         asyncio.run(client.judge(REQUEST))
+
+
+GZIP_JUNK = Reply(content=None, raw="definitely not gzip", headers=(("Content-Encoding", "gzip"),))
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    (GZIP_JUNK, "DecodingError"),  # used to escape judge_many as httpx.DecodingError
+    (Reply(content=None, raw=b"\xff\xfe{not utf-8"), "not JSON"),
+    (Reply(content=None, raw="[" * 100_000), "not JSON"),  # json.loads: RecursionError
+    (Reply(content=None, raw='["a", "list"]'), "no choices[0].message.content"),
+    (Reply(content=None, raw='{"choices": "A"}'), "no choices[0].message.content"),
+    (Reply(content=None, raw='{"choices": [{"message": {"content": null}}]}'), "not exactly 'A' or 'B'"),
+])
+def test_malformed_reply_is_a_judge_error_not_an_exception(reply, error):
+    with ScriptedOpenAI(lambda n, body: reply) as s:
+        [result] = judge_batch(_cfg(s.host), [REQUEST])
+    assert result.correct is None and error in result.error
+    assert len(s.requests) == 1  # a malformed body is not retried
+
+
+def test_protocol_garbage_is_retried_then_a_judge_error():
+    with ScriptedOpenAI(lambda n, body: Reply(wire=b"SPEAKS NO HTTP\r\n\r\n")) as s:
+        [result] = judge_batch(_cfg(s.host, max_retries=1), [REQUEST])
+    assert result.correct is None and "RemoteProtocolError" in result.error and len(s.requests) == 2
+
+
+@pytest.mark.parametrize(("models_reply", "error"), [
+    (GZIP_JUNK, "DecodingError"),
+    (Reply(content=None, raw='{"data": []}'), "lists no model"),
+    (Reply(content=None, raw='{"data": [{"id": {"nested": 1}}]}'), "not a name"),
+])
+def test_malformed_model_list_is_a_judge_error(models_reply, error):
+    with ScriptedOpenAI(lambda n, body: Reply(content="A"), models_reply=models_reply) as s:
+        results = judge_batch(_cfg(s.host), [REQUEST] * 3)
+    assert all(r.correct is None and error in r.error for r in results) and not s.requests
+
+
+def test_gzip_junk_from_the_judge_is_a_judge_error_verdict(rule_pool):
+    from oreal_core.config import VerifierConfig
+    from oreal_core.types import FinishReason, Outcome
+    from oreal_core.verify.verifier import Verifier, VerifyItem
+
+    with ScriptedOpenAI(lambda n, body: GZIP_JUNK) as s:
+        cfg = VerifierConfig(judge=_cfg(s.host))
+        with Verifier(cfg, pool=rule_pool) as verifier:
+            [verdict] = verifier.verify([VerifyItem("so \\boxed{13}<|im_end|>", FinishReason.STOP, "12", "7+5?")])
+    assert verdict.outcome is Outcome.JUDGE_ERROR and "DecodingError" in verdict.reason
+
+
+def _http_date(seconds_from_now: float) -> str:
+    from email.utils import formatdate
+
+    return formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+@pytest.mark.parametrize("retry_after", ["1", "3600", "HTTP-date in an hour"])
+def test_429_is_retried_after_retry_after_capped_at_the_request_timeout(retry_after):
+    value = _http_date(3600) if retry_after.startswith("HTTP-date") else retry_after
+    busy = Reply(429, None, '{"error": "busy"}', headers=(("Retry-After", value),))
+    with ScriptedOpenAI(lambda n, body: busy if n == 0 else Reply(content="A")) as s:
+        start = time.monotonic()
+        [result] = judge_batch(_cfg(s.host, request_timeout_s=1.0), [REQUEST])
+        elapsed = time.monotonic() - start
+    assert result.correct is True and result.attempts == 2
+    assert 0.9 <= elapsed < 3.0  # waited the (capped) Retry-After, not the 0.01 s backoff nor an hour
+
+
+def test_429_retries_with_backoff_and_does_not_open_the_breaker():
+    with ScriptedOpenAI(lambda n, body: Reply(429, None, "slow down")) as s:
+        async def run():
+            async with JudgeClient(_cfg(s.host, breaker_failures=1, max_retries=2)) as client:
+                first = await client.judge(REQUEST)
+                return first, await client.judge(REQUEST), client.breakers
+
+        first, second, breakers = asyncio.run(run())
+    assert first.correct is None and "3 attempt(s)" in first.error and "HTTP 429" in first.error
+    assert "open circuit breaker" not in second.error and len(s.requests) == 6  # the host was never skipped
+    assert all(b.state == "closed" for b in breakers.values())

@@ -62,7 +62,7 @@ def test_verifier_records_judge_verdicts_from_real_server(vllm_judge):
         assert verdict.judge_reply is not None
         assert verdict.outcome in (Outcome.CORRECT, Outcome.INCORRECT, Outcome.JUDGE_ERROR)
         expected = {Outcome.CORRECT: cfg.reward_correct, Outcome.INCORRECT: cfg.reward_incorrect,
-                    Outcome.JUDGE_ERROR: cfg.reward_judge_error}[verdict.outcome]
+                    Outcome.JUDGE_ERROR: None}[verdict.outcome]
         assert verdict.reward == expected and verdict.reason
 
 

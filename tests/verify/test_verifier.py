@@ -1,12 +1,21 @@
 """The verify stage's batch entry: truncation, cache, judge routing, disagreement audit."""
 
 import dataclasses
+import json
 
 import pytest
 
 from oreal_core.config import JudgeConfig, VerifierConfig
 from oreal_core.types import FinishReason, Outcome, VerdictSource
-from oreal_core.verify.verifier import Verifier, VerifyItem, verdict_metrics
+from oreal_core.verify.judge_probe import probe_judge
+from oreal_core.verify.verifier import (
+    JudgeUnavailable,
+    Verifier,
+    VerifyItem,
+    check_judge_error_rate,
+    judge_error_rate,
+    verdict_metrics,
+)
 from tests.verify.scripted_openai import Reply, ScriptedOpenAI, dead_host
 
 STOP = "<|im_end|>"
@@ -93,15 +102,54 @@ def test_judge_results_are_cached_by_answer(rule_pool):
         assert len(server.requests) == 1
 
 
-def test_judge_failure_maps_to_configured_reward_and_is_not_cached(rule_pool):
-    cfg = dataclasses.replace(judged_cfg(dead_host()), reward_judge_error=-0.5)
-    with Verifier(cfg, pool=rule_pool) as verifier:
+def test_judge_failure_has_no_reward_and_is_not_cached(rule_pool):
+    with Verifier(judged_cfg(dead_host()), pool=rule_pool) as verifier:
         [verdict] = verifier.verify([item("\\boxed{13}")])
         verifier.verify([item("\\boxed{13}")])
         assert verifier.judge_calls == 2  # a failure is retried on the next step
-    assert verdict.outcome is Outcome.JUDGE_ERROR and verdict.reward == -0.5
+    assert verdict.outcome is Outcome.JUDGE_ERROR and verdict.reward is None and verdict.judge_failed
     assert verdict.source is VerdictSource.JUDGE and "judge error" in verdict.reason
     assert verdict.rule_outcome is Outcome.INCORRECT
+
+
+def test_judge_failure_falls_back_to_the_rule_when_configured(rule_pool):
+    with Verifier(judged_cfg(dead_host(), on_judge_error="rule"), pool=rule_pool) as verifier:
+        [verdict] = verifier.verify([item("\\boxed{13}")])
+    assert verdict.outcome is Outcome.INCORRECT and verdict.reward == -1.0 and verdict.source is VerdictSource.RULE
+    assert verdict.judge_failed and "graded by the rule alone (verifier.on_judge_error=rule)" in verdict.reason
+
+
+@pytest.mark.parametrize("on_judge_error", ["exclude", "rule"])
+def test_a_batch_over_the_judge_error_limit_is_refused(rule_pool, on_judge_error):
+    # 1 of 3 judged samples fails: 33 % > the default limit of 10 %, and within a limit of 50 %.
+    script = lambda n, body: Reply(content="maybe" if "\\boxed{14}" in json.dumps(body) else "B")  # noqa: E731
+    items = [item("\\boxed{12}"), item("\\boxed{13}"), item("\\boxed{14}"), item("\\boxed{15}")]
+    with ScriptedOpenAI(script) as server, Verifier(judged_cfg(server.host, on_judge_error=on_judge_error),
+                                                     pool=rule_pool) as verifier:
+        verdicts = verifier.verify(items)
+    assert judge_error_rate(verdicts) == pytest.approx(1 / 3)
+    assert verdict_metrics(verdicts)["verify/judge_error_rate"] == pytest.approx(1 / 3)
+    with pytest.raises(JudgeUnavailable, match=r"step 3: 33% of the samples sent to the judge got no verdict "
+                                               r"\(limit verifier.max_judge_error_frac=0.1\); nothing was committed"):
+        check_judge_error_rate(verdicts, verifier.cfg, "step 3")
+    check_judge_error_rate(verdicts, dataclasses.replace(verifier.cfg, max_judge_error_frac=0.5), "step 3")
+
+
+def test_mean_reward_counts_graded_samples_only(rule_pool):
+    with Verifier(judged_cfg(dead_host()), pool=rule_pool) as verifier:
+        verdicts = verifier.verify([item("\\boxed{12}"), item("\\boxed{13}")])
+    assert [v.reward for v in verdicts] == [1.0, None]
+    assert verdict_metrics(verdicts)["verify/mean_reward"] == 1.0
+
+
+def test_probe_names_every_unreachable_judge_host():
+    hosts = (dead_host(), dead_host())
+    cfg = VerifierConfig(judge=JudgeConfig(enabled=True, hosts=hosts, request_timeout_s=2.0))
+    with pytest.raises(JudgeUnavailable, match=rf"no judge host answers: {hosts[0]}: ConnectError.*; {hosts[1]}: "):
+        probe_judge(cfg)
+    with ScriptedOpenAI(lambda n, body: Reply(content="A")) as server:
+        probe_judge(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, hosts=(hosts[0], server.host))))
+    probe_judge(VerifierConfig())  # no judge configured: nothing to probe
 
 
 def test_garbage_judge_reply_is_judge_error_with_raw_text(rule_pool):
