@@ -70,7 +70,6 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = parse_override_value(key.strip()[:SHOWN_CHARS], text)
 
 
-
 def parse_override_value(key: str, text: str) -> Any:
     """One override's value as YAML, without anchors or aliases.
 
