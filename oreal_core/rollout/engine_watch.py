@@ -66,9 +66,7 @@ class EngineWatch:
         try:
             yield
         except Exception as exc:
-            done.set()
-            watcher.join()
-            self._reap_exited()  # vLLM's own monitor may have seen the death first
+            self._reap_exited()  # the death may surface here first (vLLM's own monitor raced ours)
             if self.death is not None:
                 raise self._error(f"died during {what}") from exc
             raise
