@@ -186,6 +186,13 @@ class RolloutConfig:
     # tensors to the running engine (no checkpoint round trip, as verl and OpenRLHF do);
     # "disk" writes the HF checkpoint every step and the engine re-reads it.
     weight_sync: Literal["memory", "disk"] = "memory"
+    # Data-parallel engines, each with tensor_parallel_size devices; a step's prompts are split
+    # between them and the samples merged by (prompt_id, sample_idx).
+    engines: int = 1
+    # How engines and trainer share GPUs: "shared" (the engine keeps gpu_memory_utilization of
+    # its devices throughout), "sleep" (vLLM sleep mode frees it around the train step) or
+    # "disjoint" (engines on the first engines x tensor_parallel_size devices, trainer on the rest).
+    colocation: Literal["shared", "sleep", "disjoint"] = "shared"
 
     def __post_init__(self) -> None:
         _check(self.samples_per_prompt >= 2, "samples_per_prompt", self.samples_per_prompt,
@@ -202,6 +209,7 @@ class RolloutConfig:
         _check(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
                self.gpu_memory_utilization, "must be in (0, 1]")
         _check(self.kv_cache_gib >= 1, "kv_cache_gib", self.kv_cache_gib, "must be >= 1")
+        _check(self.engines >= 1, "engines", self.engines, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -371,9 +379,29 @@ class TrainConfig:
     # 0 keeps all, N keeps the newest N plus every run.eval_every-th step (a 7B one is 15 GB).
     keep_hf_checkpoints: int = 0
     checkpoint_dir: str = "checkpoints"  # local; a run's checkpoints go to <checkpoint_dir>/<run_id>
+    # Where the DeepSpeed step runs: "inprocess" (one rank inside the run's process) or a
+    # training group of nnodes x nproc_per_node ranks started by the run under torchrun or the
+    # deepspeed launcher, alive for the whole run (oreal_core/train/group.py).
+    launcher: Literal["inprocess", "torchrun", "deepspeed"] = "inprocess"
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None  # "host:port" of the c10d rendezvous; None = this host (one node)
+    hostfile: str | None = None  # deepspeed launcher's hostfile (multi-node)
+    # "host:port" every rank reaches the run's control store on; None = loopback, any free port.
+    control_endpoint: str | None = None
+    start_timeout_s: float = 600.0  # the group must be up (every node joined, state restored) by then
+    heartbeat_timeout_s: float = 120.0  # a rank silent this long is declared hung and the group stopped
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, "must be >= 1")
+        _check(self.nproc_per_node >= 1, "nproc_per_node", self.nproc_per_node, "must be >= 1")
+        _check(self.nnodes >= 1, "nnodes", self.nnodes, "must be >= 1")
+        _check(self.launcher != "inprocess" or self.nproc_per_node * self.nnodes == 1, "launcher", self.launcher,
+               f"runs one rank; nproc_per_node x nnodes = {self.nproc_per_node * self.nnodes} needs torchrun or deepspeed")
+        _check(self.nnodes == 1 or (self.rdzv_endpoint or self.hostfile) and self.control_endpoint, "nnodes",
+               self.nnodes, "more than one node needs train.rdzv_endpoint (or hostfile) and train.control_endpoint")
+        _check(self.start_timeout_s > 0, "start_timeout_s", self.start_timeout_s, "must be > 0")
+        _check(self.heartbeat_timeout_s > 0, "heartbeat_timeout_s", self.heartbeat_timeout_s, "must be > 0")
         _check(self.keep_hf_checkpoints >= 0, "keep_hf_checkpoints", self.keep_hf_checkpoints, "must be >= 0 (0 = keep all)")
 
 
