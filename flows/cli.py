@@ -39,6 +39,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be > 0")
+    return value
+
+
 def _run_id(text: str) -> str:
     """A run id the lake accepts, checked before anything starts ('' must not mean "a new run")."""
     try:
@@ -130,6 +137,20 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from oreal_core.plan import PlanInputError, format_plan, plan, resolve_arch
+
+    cfg = config_from(args)
+    gpus = args.gpus if args.gpus is not None else cfg.train.nproc_per_node * cfg.train.nnodes
+    try:
+        result = plan(cfg, gpus, args.gpu_mem, arch=resolve_arch(cfg, args.model_config))
+    except PlanInputError as exc:
+        print(f"oreal: plan: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(result))
+    return 0 if result.fits else 3
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import DEMO_CONFIG, run_demo
 
@@ -156,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs)", _cmd_query),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
+        "plan": ("per-GPU memory of actor, token RM, reference, optimizer states and vLLM KV cache under the "
+                 "configured ZeRO stage; whether it fits and what to change (exit 3 when it does not)", _cmd_plan),
         "serve-judge": ("serve a local model as an OpenAI-compatible judge on 127.0.0.1 (vLLM); "
                         "production uses lmdeploy, see docs/verify.md", _cmd_serve_judge),
     }
@@ -188,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id", type=_run_id)
+    plan_p = parsers["plan"]
+    plan_p.add_argument("--gpus", type=_positive_int, default=None,
+                        help="GPUs in all (default train.nproc_per_node x train.nnodes)")
+    plan_p.add_argument("--gpu-mem", type=_positive_float, default=80.0, metavar="GiB", help="memory per GPU (default 80)")
+    plan_p.add_argument("--model-config", default=None, metavar="PATH",
+                        help="the policy's HF config.json (default: model.policy's, else configs/models/<name>.config.json)")
     parsers["serve-judge"].add_argument("--model", required=True, help="HF-format model directory")
     parsers["serve-judge"].add_argument("--port", type=int, default=10003)
     parsers["serve-judge"].add_argument("--served-model-name", default=None)

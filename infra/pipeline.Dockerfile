@@ -10,13 +10,21 @@ ENV OREAL_HOME=/opt/oreal \
     TRANSFORMERS_OFFLINE=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false
 WORKDIR /opt/oreal
+# kubectl: a flow run with train.nnodes > 1 starts the other nodes of its training group as a
+# Kubernetes Job (oreal_core/train/cluster.py), as ServiceAccount oreal-train (infra/train-group.k8s.yaml).
+ARG KUBECTL_VERSION=v1.31.4
+ARG TARGETARCH=amd64
+RUN curl -fsSL -o /usr/local/bin/kubectl \
+        "https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}/kubectl" \
+ && chmod +x /usr/local/bin/kubectl
 COPY pyproject.toml README.md ./
 COPY oreal_core ./oreal_core
 COPY flows ./flows
 COPY tasks ./tasks
 COPY configs ./configs
 COPY deploy ./deploy
-RUN pip install --no-cache-dir -e . \
- && pip install --no-cache-dir --no-build-isolation flash-attn
+# python3 is the interpreter the worker Job's pods run (oreal_core/train/cluster.py: PYTHON).
+RUN python3 -m pip install --no-cache-dir -e . \
+ && python3 -m pip install --no-cache-dir --no-build-isolation flash-attn
 ENTRYPOINT []
 CMD ["prefect", "worker", "start", "--pool", "oreal-local", "--type", "process"]

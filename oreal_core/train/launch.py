@@ -17,15 +17,13 @@ records) next to the HF checkpoint of each step.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from oreal_core.config import load_config
 from oreal_core.train import distributed
 from oreal_core.train.batch_files import read_scored_batch
-from oreal_core.train.results import TrainStepResult
+from oreal_core.train.results import TrainStepResult, write_result
 from oreal_core.train.trainer import Trainer
 
 
@@ -40,17 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="restore the latest full state first")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     return parser.parse_args(argv)
-
-
-def write_result(root: Path, result: TrainStepResult) -> Path:
-    out = root / "results" / f"step={result.step:06d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = asdict(result)
-    record["metrics"] = result.metrics.as_dict()
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(out)
-    return out
 
 
 def run(args: argparse.Namespace) -> list[TrainStepResult]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from oreal_core.types import StepMetrics
 
@@ -44,3 +46,25 @@ class MicroBatchOutOfMemoryError(RuntimeError):
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint was written by a different config or start model; resuming would mix runs."""
+
+
+def write_result(root: Path, result: TrainStepResult) -> Path:
+    """``<root>/results/step=N.json``, written whole (temp file, then rename)."""
+    out = root / "results" / f"step={result.step:06d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = asdict(result)
+    record["metrics"] = result.metrics.as_dict()
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(out)
+    return out
+
+
+def read_result(path: Path) -> TrainStepResult:
+    record = json.loads(Path(path).read_text())
+    return TrainStepResult(
+        step=record["step"], status=StepStatus(record["status"]), actor_updated=record["actor_updated"],
+        metrics=StepMetrics.of(record["step"], record["metrics"]),
+        token_rm=tuple(TokenRMRecord(**r) for r in record["token_rm"]), reason=record["reason"],
+        bad_term=record["bad_term"], hf_checkpoint=record["hf_checkpoint"],
+        state_checkpoint=record["state_checkpoint"])

@@ -108,17 +108,20 @@ class Trainer:
     def score_tokens(self, batch: ScoredBatch) -> tuple[TokenRMRecord, ...]:
         """Token-RM scores and weights of the kept samples under the RM as it is now, i.e.
         before this step's update: exactly what ``train_step(batch)`` will weight tokens by.
-        Lets the score stage commit them to the lake before training starts."""
+        Lets the score stage commit them to the lake before training starts. Every rank of
+        a group calls it: rank r scores samples r, r + W, ... and all get the whole set."""
         if self.rm is None or not batch.samples:
             return ()
         validate_samples(batch.samples, self.vocab_size)
-        local = list(batch.samples)
+        shard = list(range(distributed.rank(), len(batch.samples), distributed.world_size()))
+        local = [batch.samples[i] for i in shard]
         records: dict[int, TokenRMRecord] = {}
-        for mb in micro_batches(local, self.cfg.train.micro_batch_tokens, self.pad_id):
+        for mb in self._micro_batches(local):  # idle ones too: a ZeRO-3 forward gathers parameters collectively
             mb = mb.to(self.device)
             scores = self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions)
-            records.update(_records(mb, scores, self._token_weights(scores, mb), local, list(range(len(local)))))
-        return tuple(records[i] for i in sorted(records))
+            if mb.rows:
+                records.update(_records(mb, scores, self._token_weights(scores, mb), local, shard))
+        return _gather_records(records, batch)
 
     def _train(self, batch: ScoredBatch) -> TrainStepResult:
         start = time.perf_counter()
