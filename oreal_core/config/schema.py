@@ -474,6 +474,10 @@ class OrealConfig:
         # Evaluation samples within rollout.max_length (SamplingSpec.from_eval): the answer must fit.
         _check(self.eval.max_new_tokens < self.rollout.max_length, "eval.max_new_tokens", self.eval.max_new_tokens,
                f"must be below rollout.max_length={self.rollout.max_length} (prompt + answer must fit)")
+        # The in-process trainer takes the first visible GPU, which disjoint placement gives an engine.
+        _check(self.rollout.colocation != "disjoint" or self.train.launcher != "inprocess", "rollout.colocation",
+               self.rollout.colocation, "disjoint device sets need a training group (train.launcher: torchrun or "
+               "deepspeed) on the GPUs the engines leave free")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

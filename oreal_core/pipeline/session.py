@@ -148,6 +148,8 @@ class RunSession:
             log.warning("run %s: the rollout engine died; opening a new one", self.run_id)
             self._engine.close()
             self._engine = None
+        if self._engine is not None:
+            self._engine.wake()  # asleep since the train step (rollout.colocation: sleep); a no-op otherwise
         if self.cfg.rollout.weight_sync == "memory":
             if self._engine is None:
                 self._engine = open_engine(self.start_policy, self.cfg)
@@ -163,6 +165,12 @@ class RunSession:
         elif self._engine.policy_version != step:
             self._engine.reload_weights(weights, policy_version=step)
         return self._engine
+
+    def free_engine_memory(self) -> None:
+        """Before a train step: with rollout.colocation=sleep the engine hands its GPU memory
+        (KV cache, weights) to the trainer until ``engine_at`` wakes it."""
+        if self._engine is not None:
+            self._engine.sleep()
 
     @property
     def verifier(self) -> Verifier:

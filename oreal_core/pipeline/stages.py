@@ -147,7 +147,9 @@ def train(session: RunSession, step: int) -> tuple[list[StepMetrics], dict[str, 
     scored = session.lake.read(session.run_id, step, "scored")
     samples = session.lake.read(session.run_id, step, "samples")
     batch = ScoredBatch(step=step, samples=tuple(kept_samples(scored, samples)))
-    result = session.trainer_at(step).train_step(batch)
+    trainer = session.trainer_at(step)
+    session.free_engine_memory()
+    result = trainer.train_step(batch)
     values = {**result.metrics.as_dict(), **step_summary(samples, session.lake.read(session.run_id, step, "verdicts"),
                                                          scored)}
     values["train/status_trained"] = float(result.status == "trained")

@@ -37,6 +37,7 @@ import torch
 from torch.distributed import TCPStore
 
 from oreal_core.config import OrealConfig
+from oreal_core.rollout.devices import trainer_devices
 from oreal_core.train.batch_files import write_scored_batch
 from oreal_core.train.cluster import (
     ClusterError,
@@ -83,23 +84,30 @@ def launcher_command(cfg: OrealConfig, control: str, rdzv: str, run_id: str, hos
             "--monitor-interval", "0.5", "-m", *worker]
 
 
-def check_devices(cfg: OrealConfig) -> None:
-    """A group asking for more ranks than this node has devices is refused before it starts."""
+def trainer_gpus(cfg: OrealConfig) -> list[str] | None:
+    """The CUDA devices this node's ranks get (None on CPU), refused before anything starts
+    if the group asks for more ranks than there are devices (or CPU cores) for it."""
     ranks = cfg.train.nproc_per_node
-    if torch.cuda.is_available():
-        have, kind = torch.cuda.device_count(), "CUDA devices"
-    else:
-        have, kind = os.cpu_count() or 1, "CPU cores"
-    if ranks > have:
-        raise TrainGroupError(f"train.nproc_per_node={ranks}: this node has {have} {kind}; "
-                              f"lower train.nproc_per_node or run on a larger node")
+    if not torch.cuda.is_available():
+        if ranks > (os.cpu_count() or 1):
+            raise TrainGroupError(f"train.nproc_per_node={ranks}: this node has {os.cpu_count()} CPU cores; "
+                                  "lower train.nproc_per_node or run on a larger node")
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    free = [names[i] for i in trainer_devices(cfg, len(names))]  # disjoint: those the engines leave
+    if ranks > len(free):
+        raise TrainGroupError(f"train.nproc_per_node={ranks}: the trainer has {len(free)} of this node's "
+                              f"{len(names)} GPUs (rollout.colocation={cfg.rollout.colocation}); lower "
+                              "train.nproc_per_node or rollout.engines x tensor_parallel_size")
+    return free
 
 
 class TrainGroup:
     """The driver's handle on the group: same calls as an in-process ``Trainer``."""
 
     def __init__(self, cfg: OrealConfig, run_id: str, policy_dir: Path, checkpoint_root: Path, before: int) -> None:
-        check_devices(cfg)
+        gpus = trainer_gpus(cfg)
         self.cfg, self.run_id = cfg, run_id
         self.root = Path(checkpoint_root)
         self.log_dir = self.root / "group"
@@ -118,6 +126,8 @@ class TrainGroup:
         self.command = launcher_command(cfg, control, rdzv, run_id)
         env = {k: v for k, v in os.environ.items()  # a one-process group's made-up rendezvous is not theirs
                if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "OREAL_DIST_DEFAULTS")}
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         self.remote: RemoteNodes | None = None
         if cfg.train.nnodes > 1:
             self.remote = self._start_other_nodes(control, rdzv)

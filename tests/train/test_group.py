@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from oreal_core.config import load_config
 from oreal_core.pipeline.session import RunSession, RunSpec
 from oreal_core.pipeline.stages import STAGE_TABLES, run_stage
-from oreal_core.train.group import TrainGroup, TrainGroupError, check_devices, launcher_command
+from oreal_core.train.group import TrainGroup, TrainGroupError, launcher_command, trainer_gpus
 from tests.train.conftest import toy_batch
 
 STAGES = tuple(STAGE_TABLES)
@@ -175,7 +175,7 @@ def test_a_node_that_never_joins_is_a_clear_error_before_training(policy_dir, tm
 def test_more_ranks_than_this_node_has_is_refused():
     cfg = load_config("tiny-cpu", ["train.launcher=torchrun", f"train.nproc_per_node={(os.cpu_count() or 1) + 1}"])
     with pytest.raises(TrainGroupError, match=r"train.nproc_per_node=\d+: this node has \d+ CPU cores"):
-        check_devices(cfg)
+        trainer_gpus(cfg)
 
 
 def test_launcher_commands_name_the_worker_and_the_rendezvous():
@@ -191,3 +191,10 @@ def test_launcher_commands_name_the_worker_and_the_rendezvous():
                           "127.0.0.1:1", "127.0.0.1:2", "r1")
     assert " ".join(ds[1:]).startswith("-m deepspeed.launcher.runner --num_nodes 1 --num_gpus 8")
     assert ds[-4:] == ["--module", "oreal_core.train.group_worker", "--control", "127.0.0.1:1"]
+
+
+def test_disjoint_gpus_need_a_training_group():
+    from oreal_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="disjoint device sets need a training group"):
+        load_config("tiny-cpu", ["rollout.colocation=disjoint"])
