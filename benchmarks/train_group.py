@@ -28,7 +28,6 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from oreal_core.models.tiny import build_tiny_policy  # noqa: E402
 from oreal_core.pipeline.session import RunSession, RunSpec  # noqa: E402
 from oreal_core.pipeline.stages import STAGE_TABLES, run_stage  # noqa: E402
 
@@ -40,13 +39,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="train-group-"))
-    policy = build_tiny_policy(root / "policy")
-    common = (f"model.policy={policy}", f"store.uri={root}/lake", f"train.checkpoint_dir={root}/ckpt",
+    # The SFT-warmed policy (built once into runs/sft, minutes, shared with `make demo`): a
+    # random one gets no group with 0 < pass rate < 1, so every train step would be skipped.
+    common = ("sft.cache_dir=runs/sft", f"store.uri={root}/lake", f"train.checkpoint_dir={root}/ckpt",
               f"run.total_steps={args.steps}", "actor.freeze_steps=0", "data.prompts_per_step=16",
               "rollout.samples_per_prompt=8", "rollout.max_new_tokens=96")
     sides = {"inprocess": RunSession(RunSpec("inprocess", "tiny-cpu", common)),
              "group": RunSession(RunSpec("group", "tiny-cpu", (*common, "train.launcher=torchrun",
                                                                 "train.nproc_per_node=2")))}
+    kept = dict.fromkeys(sides, 0.0)
     seconds: dict[str, dict[str, list[float]]] = {name: {s: [] for s in (*STAGES, "iteration")} for name in sides}
     try:
         for step in range(args.steps):
@@ -58,6 +59,7 @@ def main() -> None:
                     run_stage(stage, session, step)
                     seconds[name][stage].append(time.perf_counter() - t)
                 seconds[name]["iteration"].append(time.perf_counter() - start)
+                kept[name] += _metric(session, step, "kept_samples")
     finally:
         for session in sides.values():
             session.close()
@@ -68,11 +70,17 @@ def main() -> None:
     for stage in (*STAGES, "iteration"):
         print(f"  {stage:<10} {med['inprocess'][stage]:10.3f}s {med['group'][stage]:8.3f}s")
     ratio = med["group"]["iteration"] / med["inprocess"]["iteration"]
+    print(f"  samples trained: in-process {kept['inprocess']:.0f}, 2 ranks {kept['group']:.0f}")
     print(f"  group / in-process per iteration: {ratio:.2f}x")
     print(json.dumps({"inprocess_iter_s": round(med["inprocess"]["iteration"], 3),
                       "group_iter_s": round(med["group"]["iteration"], 3), "ratio": round(ratio, 3),
                       "stages": {n: {k: round(v, 3) for k, v in m.items()} for n, m in med.items()},
-                      "steps": args.steps}))
+                      "steps": args.steps, "kept_samples": kept}))
+
+
+def _metric(session: RunSession, step: int, name: str) -> float:
+    rows = session.lake.read(session.run_id, step, "metrics").to_pylist()
+    return next(r["value"] for r in rows if r["name"] == name)
 
 
 if __name__ == "__main__":
