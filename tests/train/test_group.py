@@ -198,3 +198,24 @@ def test_disjoint_gpus_need_a_training_group():
 
     with pytest.raises(ConfigError, match="disjoint device sets need a training group"):
         load_config("tiny-cpu", ["rollout.colocation=disjoint"])
+
+
+@pytest.mark.gpu
+def test_two_nccl_ranks_score_and_hand_over_weights_like_one_process(policy_dir, tmp_path):
+    """On a node with >= 2 GPUs: NCCL ranks under ZeRO-3 (collective forwards and gathers)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    from oreal_core.train.trainer import Trainer
+
+    overrides = ["train.zero_stage=3", "train.dtype=float32", "model.dtype=float32"]
+    single = Trainer(load_config("tiny-cpu", overrides), policy_dir)
+    group = TrainGroup(load_config("tiny-cpu", [*overrides, *GROUP]), "nccl", policy_dir, tmp_path / "ckpt", before=0)
+    try:
+        batch = toy_batch(0, prompts=5)
+        for ours, theirs in zip(group.score_tokens(batch), single.score_tokens(batch), strict=True):
+            assert ours.scores == pytest.approx(theirs.scores, rel=1e-4, abs=1e-5)
+        theirs = single.actor_weights()
+        for key, value in group.actor_weights().items():
+            torch.testing.assert_close(value.cpu(), theirs[key].cpu())
+    finally:
+        group.stop()
