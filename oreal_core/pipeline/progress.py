@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from oreal_core.pipeline.stages import StageResult
 
 HEADLINE = ("accuracy", "kept_samples", "loss", "loss_pos", "loss_neg", "loss_kl", "kl", "entropy",
-            "rm_loss", "rm_accuracy", "actor_lr", "response_tokens_mean", "truncated_frac")
+            "rm_loss", "rm_accuracy", "actor_lr", "response_tokens_mean", "truncated_frac",
+            "health/length_p90", "health/logprob_abs_delta_mean", "health/judge_error_rate", "health/multi_boxed_frac",
+            "health/repetitive_frac")
 
 
 def progress_line(step: int, total: int, metrics: dict[str, float], seconds: float) -> str:

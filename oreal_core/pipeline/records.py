@@ -20,13 +20,15 @@ def samples_from_table(table: pa.Table) -> list[Sample]:
 
 
 def kept_samples(scored: pa.Table, samples: pa.Table) -> list[ScoredSample]:
-    """The kept rows of a ``scored`` artefact joined with their tokens, in scored order."""
-    tokens = {(pid, idx): (pt, tt) for pid, idx, pt, tt in zip(
-        *samples.select(["prompt_id", "sample_idx", "prompt_token_ids", "token_ids"]).to_pydict().values(), strict=True)}
+    """The kept rows of a ``scored`` artefact joined with their tokens and rollout log-probs, in scored order."""
+    tokens = {(pid, idx): (pt, tt, lp) for pid, idx, pt, tt, lp in zip(
+        *samples.select(["prompt_id", "sample_idx", "prompt_token_ids", "token_ids", "logprobs"]).to_pydict().values(),
+        strict=True)}
     cols = scored.select(["prompt_id", "sample_idx", "advantage", "kept", "is_positive"]).to_pydict()
     out = []
     for pid, idx, adv, kept, positive in zip(*cols.values(), strict=True):
         if kept:
-            prompt_ids, token_ids = tokens[(pid, idx)]
-            out.append(ScoredSample(pid, idx, tuple(prompt_ids), tuple(token_ids), float(adv), bool(positive)))
+            prompt_ids, token_ids, logprobs = tokens[(pid, idx)]
+            out.append(ScoredSample(pid, idx, tuple(prompt_ids), tuple(token_ids), float(adv), bool(positive),
+                                    tuple(logprobs)))
     return out

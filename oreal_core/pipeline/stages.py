@@ -23,6 +23,7 @@ import torch
 
 from oreal_core.algo.advantages import group_advantages
 from oreal_core.algo.selection import SELECTIONS, group_pass_rates
+from oreal_core.pipeline.health import nonfinite_count, step_health
 from oreal_core.pipeline.records import kept_samples, samples_from_table
 from oreal_core.pipeline.session import RunSession
 from oreal_core.rollout import SamplingSpec
@@ -150,10 +151,12 @@ def train(session: RunSession, step: int) -> tuple[list[StepMetrics], dict[str, 
     trainer = session.trainer_at(step)
     session.free_engine_memory()
     result = trainer.train_step(batch)
-    values = {**result.metrics.as_dict(), **step_summary(samples, session.lake.read(session.run_id, step, "verdicts"),
-                                                         scored)}
+    verdicts = session.lake.read(session.run_id, step, "verdicts")
+    values = {**result.metrics.as_dict(), **step_summary(samples, verdicts, scored)}
+    values.update(step_health(samples, verdicts, values))
     values["train/status_trained"] = float(result.status == "trained")
     values["train/actor_updated"] = float(result.actor_updated)
+    values["health/nonfinite"] = nonfinite_count(values, refused=result.status == "refused")
     return [StepMetrics.of(step, values)], values
 
 

@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import transformers
 from transformers import PreTrainedTokenizerFast
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from oreal_core.models.tiny import load_tokenizer
 from oreal_core.rollout.base import RolloutInputError
@@ -37,6 +39,7 @@ def inspect_policy_dir(model_dir: str | Path) -> PolicyInfo:
         raise RolloutInputError(f"policy {path}: no tokenizer ({', '.join(missing)} missing); save the "
                                 "tokenizer next to the weights (tokenizer.save_pretrained)")
     cfg = json.loads(config_file.read_text())
+    _check_known_architecture(path, cfg)
     cfg = cfg.get("text_config", cfg)
     heads = int(cfg.get("num_attention_heads") or 0)
     head_dim = int(cfg.get("head_dim") or (cfg["hidden_size"] // heads if heads else 0))
@@ -49,11 +52,30 @@ def inspect_policy_dir(model_dir: str | Path) -> PolicyInfo:
     )
 
 
+def _check_known_architecture(path: Path, cfg: dict) -> None:
+    """The trainer and the HF engine build the model with transformers' own classes (no remote
+    code): an architecture it does not know would fail only when a stage loads the weights."""
+    architectures = cfg.get("architectures") or []
+    known = getattr(transformers, architectures[0], None) is not None if architectures else \
+        cfg.get("model_type") in CONFIG_MAPPING
+    if not known:
+        what = f"architecture {architectures[0]!r}" if architectures else f"model_type {cfg.get('model_type')!r}"
+        raise RolloutInputError(f"policy {path}: {what} is unknown to transformers {transformers.__version__} "
+                                "(config.json); the trainer cannot build it. Convert the checkpoint to a "
+                                "supported architecture (e.g. LlamaForCausalLM, Qwen2ForCausalLM)")
+
+
 def load_policy_tokenizer(info: PolicyInfo) -> PreTrainedTokenizerFast:
     try:
-        return load_tokenizer(info.path)
+        tokenizer = load_tokenizer(info.path)
     except (OSError, ValueError) as exc:
         raise RolloutInputError(f"policy {info.path}: tokenizer does not load: {exc}") from exc
+    if not tokenizer.chat_template:  # every prompt is rendered with the policy's own template
+        raise RolloutInputError(f"policy {info.path}: the tokenizer has no chat template (chat_template.jinja "
+                                "or tokenizer_config.json's chat_template); prompts are rendered with the "
+                                "model's own template. Use an instruct/chat checkpoint or save one with "
+                                "tokenizer.chat_template = ...; tokenizer.save_pretrained(dir)")
+    return tokenizer
 
 
 def check_same_architecture(current: PolicyInfo, new: PolicyInfo) -> None:

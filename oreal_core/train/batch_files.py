@@ -24,7 +24,8 @@ def _sample(row: dict) -> ScoredSample:
     return ScoredSample(prompt_id=str(row["prompt_id"]), sample_idx=int(row["sample_idx"]),
                         prompt_token_ids=tuple(int(t) for t in row["prompt_token_ids"]),
                         token_ids=tuple(int(t) for t in row["token_ids"]),
-                        advantage=float(row["advantage"]), is_positive=bool(row["is_positive"]))
+                        advantage=float(row["advantage"]), is_positive=bool(row["is_positive"]),
+                        rollout_logprobs=tuple(float(x) for x in row.get("rollout_logprobs") or ()))
 
 
 def read_scored_batch(path: str | Path, step: int | None = None) -> ScoredBatch:

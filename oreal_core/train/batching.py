@@ -47,6 +47,8 @@ class MicroBatch:
     mask: torch.Tensor  # (B, T) bool, real response tokens (stop token included)
     advantages: torch.Tensor  # (B,) float32
     is_positive: torch.Tensor  # (B,) bool
+    rollout_logp: torch.Tensor  # (B, T) float32, the rollout engine's log-probs (0 where unknown)
+    rollout_mask: torch.Tensor  # (B, T) bool, tokens whose rollout log-prob is known
 
     @property
     def padded_tokens(self) -> int:
@@ -58,7 +60,8 @@ class MicroBatch:
 
     def to(self, device: torch.device) -> MicroBatch:
         moved = {k: getattr(self, k).to(device) for k in
-                 ("input_ids", "attention_mask", "positions", "targets", "mask", "advantages", "is_positive")}
+                 ("input_ids", "attention_mask", "positions", "targets", "mask", "advantages", "is_positive",
+                  "rollout_logp", "rollout_mask")}
         return MicroBatch(rows=self.rows, **moved)
 
 
@@ -89,6 +92,8 @@ def collate(samples: list[ScoredSample], rows: list[int], pad_id: int) -> MicroB
     positions = torch.zeros((b, n_resp), dtype=torch.long)
     targets = torch.full((b, n_resp), pad_id, dtype=torch.long)
     mask = torch.zeros((b, n_resp), dtype=torch.bool)
+    rollout_logp = torch.zeros((b, n_resp), dtype=torch.float32)
+    rollout_mask = torch.zeros((b, n_resp), dtype=torch.bool)
     for row, s in enumerate(picked):
         p, r = len(s.prompt_token_ids), len(s.token_ids)
         input_ids[row, : p + r] = torch.tensor(s.prompt_token_ids + s.token_ids)
@@ -96,11 +101,15 @@ def collate(samples: list[ScoredSample], rows: list[int], pad_id: int) -> MicroB
         positions[row, :r] = torch.arange(p - 1, p + r - 1)
         targets[row, :r] = torch.tensor(s.token_ids)
         mask[row, :r] = True
+        if len(s.rollout_logprobs) == r:  # a batch without them (or a mismatched one) is not compared
+            rollout_logp[row, :r] = torch.tensor(s.rollout_logprobs, dtype=torch.float32)
+            rollout_mask[row, :r] = True
     return MicroBatch(
         rows=tuple(rows), input_ids=input_ids, attention_mask=attention, positions=positions,
         targets=targets, mask=mask,
         advantages=torch.tensor([s.advantage for s in picked], dtype=torch.float32),
         is_positive=torch.tensor([s.is_positive for s in picked], dtype=torch.bool),
+        rollout_logp=rollout_logp, rollout_mask=rollout_mask,
     )
 
 
@@ -119,4 +128,5 @@ def idle_micro_batch(pad_id: int) -> MicroBatch:
     one = torch.full((1, 1), pad_id, dtype=torch.long)
     return MicroBatch(rows=(), input_ids=one, attention_mask=torch.ones_like(one), positions=torch.zeros_like(one),
                       targets=one.clone(), mask=torch.zeros((1, 1), dtype=torch.bool),
-                      advantages=torch.zeros(1), is_positive=torch.zeros(1, dtype=torch.bool))
+                      advantages=torch.zeros(1), is_positive=torch.zeros(1, dtype=torch.bool),
+                      rollout_logp=torch.zeros((1, 1)), rollout_mask=torch.zeros((1, 1), dtype=torch.bool))

@@ -81,6 +81,16 @@ def sum_floats(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, packed.tolist(), strict=True))
 
 
+def max_floats(values: dict[str, float]) -> dict[str, float]:
+    """The largest of each value over all ranks; every rank must pass the same keys (absent = -inf)."""
+    if world_size() == 1 or not values:
+        return dict(values)
+    keys = sorted(values)
+    packed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device())
+    dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+    return dict(zip(keys, packed.tolist(), strict=True))
+
+
 def max_int(value: int) -> int:
     """The largest ``value`` over all ranks."""
     if world_size() == 1:

@@ -1,4 +1,10 @@
-"""Per-step training metrics: sums over micro-batches (and ranks), then step-level values."""
+"""Per-step training metrics: sums over micro-batches (and ranks), then step-level values.
+
+Besides the losses, the trainer measures the rollout engine against itself (docs/health.md):
+on every kept token whose rollout log-prob is known, delta = log pi_trainer - log pi_engine.
+Both are the same weights' raw distribution, so delta is numerical noise (~1e-5 in fp32,
+~1e-2 in bf16) unless the engine samples from other weights than the trainer holds.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,13 @@ from oreal_core.train.batching import MicroBatch
 class StepSums:
     """Additive statistics of one step; all-reduce ``values`` across ranks, then finish."""
 
+    # exp(delta) of a wildly stale engine overflows; past this it is "huge" either way.
+    RATIO_LOG_CLAMP = 20.0
+
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
+        # Max-reduced across ranks, not summed; every rank holds the same keys for the collective.
+        self.maxima: dict[str, float] = {"logp_abs_delta_max": 0.0}
 
     def _add(self, key: str, value: float | torch.Tensor) -> None:
         self.values[key] = self.values.get(key, 0.0) + float(value)
@@ -28,6 +39,18 @@ class StepSums:
         self._add("padded_tokens", mb.padded_tokens)
         self._add("micro_batches", 1)
 
+    def add_mismatch(self, logp: torch.Tensor, mb: MicroBatch) -> None:
+        """Trainer vs rollout-engine log-probs on the same tokens; ``logp`` (B, T)."""
+        known = mb.rollout_mask & mb.mask
+        delta = (logp.detach().double() - mb.rollout_logp.double())[known]
+        ratio = delta.clamp(-self.RATIO_LOG_CLAMP, self.RATIO_LOG_CLAMP).exp()
+        self._add("logp_compared_tokens", delta.numel())
+        self._add("logp_abs_delta_sum", delta.abs().sum())
+        self._add("logp_ratio_sum", ratio.sum())
+        self._add("logp_ratio_sq_sum", (ratio * ratio).sum())
+        if delta.numel():
+            self.maxima["logp_abs_delta_max"] = max(self.maxima["logp_abs_delta_max"], float(delta.abs().max()))
+
     def add_rm(self, metrics: dict[str, torch.Tensor], mb: MicroBatch) -> None:
         n = len(mb.rows)
         n_pos = float(mb.is_positive.sum())
@@ -37,8 +60,9 @@ class StepSums:
         self._add("rm_logit_neg_sum", metrics["rm_logit_neg"] * (n - n_pos))
 
 
-def finish_metrics(sums: dict[str, float], counts: dict[str, float], elapsed_s: float) -> dict[str, float]:
-    """Step-level metrics from summed statistics and the step's global counts."""
+def finish_metrics(sums: dict[str, float], counts: dict[str, float], elapsed_s: float,
+                   maxima: dict[str, float] | None = None) -> dict[str, float]:
+    """Step-level metrics from summed statistics (and max-reduced ``maxima``) and the step's global counts."""
     tokens, samples = counts["tokens"], counts["samples"]
     pos_samples = counts["pos_samples"]
     out = {k: sums[k] for k in ("loss", "loss_pos", "loss_neg", "loss_kl", "padded_tokens", "micro_batches")}
@@ -52,6 +76,7 @@ def finish_metrics(sums: dict[str, float], counts: dict[str, float], elapsed_s: 
         step_s=elapsed_s, tokens_per_s=tokens / elapsed_s,
         total_tokens_per_s=(tokens + counts["prompt_tokens"]) / elapsed_s,
     )
+    out.update(mismatch_metrics(sums, maxima or {}))
     if "rm_loss_sum" in sums:
         out.update(
             rm_loss=sums["rm_loss_sum"] / samples,
@@ -60,3 +85,17 @@ def finish_metrics(sums: dict[str, float], counts: dict[str, float], elapsed_s: 
             rm_logit_neg=sums["rm_logit_neg_sum"] / max(samples - pos_samples, 1.0),
         )
     return out
+
+
+def mismatch_metrics(sums: dict[str, float], maxima: dict[str, float]) -> dict[str, float]:
+    """health/logprob_*: mean and max |delta| and the mean and spread of exp(delta); none if no
+    token had a rollout log-prob (a batch from scored.parquet)."""
+    n = sums.get("logp_compared_tokens", 0.0)
+    if not n:
+        return {}
+    mean_ratio = sums["logp_ratio_sum"] / n
+    variance = max(sums["logp_ratio_sq_sum"] / n - mean_ratio * mean_ratio, 0.0)
+    return {"health/logprob_abs_delta_mean": sums["logp_abs_delta_sum"] / n,
+            "health/logprob_abs_delta_max": maxima.get("logp_abs_delta_max", 0.0),
+            "health/logprob_ratio_mean": mean_ratio, "health/logprob_ratio_std": variance ** 0.5,
+            "health/logprob_compared_tokens": n}

@@ -152,7 +152,8 @@ class Trainer:
         if not frozen:
             self.actor.engine.step()
         elapsed = time.perf_counter() - start
-        values = finish_metrics(distributed.sum_floats(sums.values), counts, elapsed)
+        values = finish_metrics(distributed.sum_floats(sums.values), counts, elapsed,
+                                distributed.max_floats(sums.maxima))
         values.update(actor_lr=actor_lr, rm_lr=rm_lr if self.rm else 0.0,
                       actor_grad_norm=self.actor.grad_norm() if not frozen else 0.0,
                       rm_grad_norm=self.rm.grad_norm() if self.rm else 0.0, actor_frozen=float(frozen))
@@ -200,6 +201,7 @@ class Trainer:
         if not frozen:
             self.actor.engine.backward(loss * world)
         sums.add_actor(metrics, entropy, mb)
+        sums.add_mismatch(logp, mb)
         return records
 
     def _token_weights(self, scores: torch.Tensor, mb: MicroBatch) -> torch.Tensor:

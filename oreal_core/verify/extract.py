@@ -81,6 +81,15 @@ def _last_boxed(text: str) -> tuple[str | None, str]:
     return None, f"{len(braces)} unbalanced \\boxed"
 
 
+def boxed_answers(text: str) -> list[str]:
+    """Contents of every balanced \\boxed{...} / \\fbox{...}, in order (linear, like _last_boxed)."""
+    braces = sorted(i + len(opener) - 1 for opener in _BOX_OPENERS for i in _find_all(text, opener))
+    if not braces:
+        return []
+    partners = _brace_partners(text)
+    return [text[b + 1:partners[b]].strip() for b in braces if b in partners]
+
+
 def _find_all(text: str, needle: str) -> list[int]:
     found, i = [], text.find(needle)
     while i >= 0:

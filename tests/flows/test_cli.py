@@ -20,7 +20,8 @@ def test_config_error_exits_2_with_the_field(capsys):
 def test_console_script_is_installed():
     bin_dir = __import__("pathlib").Path(sys.executable).parent
     out = subprocess.run([str(bin_dir / "oreal"), "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("config", "demo", "train", "resume", "sft", "prepare", "eval", "query", "report", "serve-judge"):
+    for command in ("config", "demo", "train", "resume", "sft", "prepare", "eval", "query", "report", "serve-judge",
+                    "import-gguf"):
         assert command in out
 
 
