@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from oreal_core.pipeline.alarms import Alarm, HealthAlarmError, evaluate, stop_message
+from oreal_core.pipeline.progress import artifact_key
 from oreal_core.store import ArtefactNotFound
 
 
@@ -50,13 +51,8 @@ def _announce(run_id: str, step: int, alarms: list[Alarm]) -> None:
     rows = "\n".join(f"| {a.name} | {a.action} | `{a.metric}` | {a.value:.4g} | {a.bound} | {a.check} |"
                      for a in alarms)
     create_markdown_artifact(
-        key=f"{_safe(run_id)}-step-{step}-health",
+        key=artifact_key(run_id, step, "health"),
         markdown=f"# Health alarms, run `{run_id}` step {step}\n\n| alarm | action | metric | value | threshold | "
                  f"check |\n|---|---|---|---|---|---|\n{rows}\n\nThresholds: the config's `monitor` section "
                  "(docs/health.md).\n",
         description=f"{len(alarms)} health alarm(s) at step {step} of run {run_id}")
-
-
-def _safe(run_id: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return "".join(c if c.isalnum() else "-" for c in run_id.lower())

@@ -34,7 +34,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_sett
 
 from flows.monitor import check_step
 from oreal_core.eval.history import best_checkpoint
-from oreal_core.pipeline.progress import iteration_markdown, progress_line
+from oreal_core.pipeline.progress import artifact_key, iteration_markdown, progress_line
 from oreal_core.pipeline.session import RunSpec, close_session, session_for
 from oreal_core.verify.judge_probe import probe_judge
 from tasks.evaluate import evaluate_task
@@ -138,9 +138,3 @@ def first_incomplete_step(session, total: int) -> int:
 def new_run_id(config: str) -> str:
     name = config.rsplit("/", 1)[-1].removesuffix(".yaml")
     return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-
-
-def artifact_key(run_id: str, step: int) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    safe = "".join(c if c.isalnum() else "-" for c in run_id.lower())
-    return f"{safe}-step-{step}"

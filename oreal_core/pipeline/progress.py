@@ -12,6 +12,12 @@ HEADLINE = ("accuracy", "kept_samples", "loss", "loss_pos", "loss_neg", "loss_kl
             "health/repetitive_frac")
 
 
+def artifact_key(run_id: str, step: int, what: str = "") -> str:
+    """The Prefect artifact key of a step (keys allow lowercase letters, digits and dashes only)."""
+    safe = "".join(c if c.isalnum() else "-" for c in run_id.lower())
+    return f"{safe}-step-{step}" + (f"-{what}" if what else "")
+
+
 def progress_line(step: int, total: int, metrics: dict[str, float], seconds: float) -> str:
     done = step + 1
     bar = "#" * round(20 * done / total) + "." * (20 - round(20 * done / total))

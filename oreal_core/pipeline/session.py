@@ -209,11 +209,27 @@ class RunSession:
         return ScoredBatch(step=step, samples=tuple(kept_samples(scored, samples)))
 
     def close(self) -> None:
+        self._save_last_hf()
         for closing in (self._engine, self._verifier, self._trainer if isinstance(self._trainer, TrainGroup) else None):
             if closing is not None:
                 closing.close()
         self._engine = self._verifier = self._trainer = None
         self._run_lock.release()  # another process may resume the run now
+
+
+    def _save_last_hf(self) -> None:
+        """A run that ends or stops keeps its newest weights as an HF checkpoint (with memory
+        weight sync they are otherwise written only every run.checkpoint_every steps)."""
+        trainer = self._trainer
+        if trainer is None or (isinstance(trainer, TrainGroup) and not trainer.alive):
+            return
+        try:
+            saved = trainer.save_last_hf()
+        except Exception:  # noqa: BLE001 - closing must go on; the full state and the lake still hold the run
+            log.exception("run %s: could not write the HF checkpoint of the last trained step", self.run_id)
+            return
+        if saved is not None:
+            log.info("run %s: wrote %s (the last trained step had no HF checkpoint)", self.run_id, saved)
 
 
 def _prompts_hash(path: Path) -> str:

@@ -5,7 +5,7 @@ The run's process hosts a ``torch.distributed.TCPStore`` (the control channel) a
 the launcher; every rank (``group_worker.py``) loads actor, token RM and reference once and
 then serves requests: ``open`` (restore the newest full state), ``train`` (one step, read
 from the lake's committed ``scored`` artefact), ``score`` (token-RM scores for the score
-stage), ``weights`` (the actor for the rollout engine) and ``stop``. A request is a small
+stage), ``weights`` (the actor for the rollout engine), ``save_last_hf`` and ``stop``. A request is a small
 JSON value under ``request/<n>``; rank 0 answers under ``reply/<n>``; data goes through the
 lake or files, never the store.
 
@@ -192,6 +192,10 @@ class TrainGroup:
             return torch.load(out, mmap=True, weights_only=True)
         finally:
             out.unlink(missing_ok=True)  # the mapping stays valid until the tensors are dropped
+
+    def save_last_hf(self) -> Path | None:
+        saved = self._request("save_last_hf")["hf_dir"]
+        return Path(saved) if saved else None
 
     def stop(self) -> None:
         """Stop the ranks (politely if they answer, killed otherwise) and release the store."""

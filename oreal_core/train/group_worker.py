@@ -111,6 +111,10 @@ class GroupRank:
             tmp.replace(out)
         return {"weights": out}
 
+    def do_save_last_hf(self) -> dict:
+        saved = self.trainer.save_last_hf()
+        return {"hf_dir": str(saved) if saved else None}
+
     def do_stop(self) -> dict:
         return {}
 

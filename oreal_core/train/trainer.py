@@ -80,6 +80,7 @@ class Trainer:
         self.sink = sink or checkpoint.LocalSink()
         self.fingerprint = checkpoint.model_fingerprint(self.policy_dir)
         self.next_step = 0
+        self.completed_step: int | None = None  # the last step whose train_step returned (None: none yet)
         if not cfg.token_rm.enabled and cfg.actor.freeze_steps:
             log.warning("actor.freeze_steps=%d with token_rm.enabled=false: the freeze exists to warm up the "
                         "token RM; without it those steps train nothing (the reference's no-RM config uses 0)",
@@ -102,7 +103,9 @@ class Trainer:
         else:
             validate_samples(batch.samples, self.vocab_size)
             result = self._train(batch)
-        return self._checkpoint(result)
+        result = self._checkpoint(result)
+        self.completed_step = batch.step
+        return result
 
     @torch.no_grad()
     def score_tokens(self, batch: ScoredBatch) -> tuple[TokenRMRecord, ...]:
@@ -249,6 +252,18 @@ class Trainer:
         if full_state:
             state_uri = self.save_state(self.layout.state_dir(step))
         return replace(result, hf_checkpoint=hf_uri, state_checkpoint=state_uri)
+
+    def save_last_hf(self) -> Path | None:
+        """The actor after the last trained step as an HF checkpoint, if that step has none: a
+        run stopped between checkpoints (rollout.weight_sync=memory) keeps its newest weights
+        loadable by engines and evaluation. Every rank calls it (ZeRO-3 gathers the weights)."""
+        step = self.completed_step  # not next_step - 1: a step that raised half-way left no new weights
+        if self.layout is None or step is None or (self.layout.hf_dir(step) / "config.json").is_file():
+            return None
+        hf_dir = self.layout.hf_dir(step)
+        checkpoint.save_hf_actor(self.actor.engine, self.cfg.train.zero_stage, self.policy_dir, hf_dir)
+        self.sink.publish(hf_dir, hf_dir.relative_to(self.layout.root).as_posix())
+        return hf_dir
 
     def identity(self) -> dict:
         return {"config_hash": self.cfg.hash(), "config": self.cfg.to_dict(), "policy": str(self.policy_dir),

@@ -17,3 +17,20 @@ def test_resume_under_other_code_is_refused_unless_allowed(tmp_path, monkeypatch
     with pytest.raises(CodeVersionMismatch, match=r"would resume under 0.1.0\+gdifferent.*--allow-code-change"):
         RunSession(RunSpec("r", "tiny-cpu", overrides))
     RunSession(RunSpec("r", "tiny-cpu", overrides, allow_code_change=True)).close()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_between_checkpoints_keeps_its_newest_weights_as_an_hf_checkpoint(tmp_path):
+    from oreal_core.pipeline.stages import STAGE_TABLES, run_stage
+
+    policy = build_tiny_policy(tmp_path / "policy")
+    session = RunSession(RunSpec("stopped", "tiny-cpu", (
+        f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt", f"model.policy={policy}",
+        "rollout.engine=hf", "run.checkpoint_every=10", "run.eval_every=0", "data.prompts_per_step=2",
+        "rollout.samples_per_prompt=2", "rollout.max_new_tokens=8")))
+    for stage in STAGE_TABLES:
+        run_stage(stage, session, 0)
+    hf_dir = session.checkpoints.hf_dir(0)
+    assert not hf_dir.exists()  # memory weight sync: step 0 is no checkpoint step
+    session.close()  # the run stops here (the train flow closes its session in `finally`)
+    assert (hf_dir / "config.json").is_file() and (hf_dir / "model.safetensors").is_file()

@@ -160,7 +160,8 @@ def rollout(**kw):
 
 
 def config(*overrides):
-    return load_config("tiny-cpu", list(overrides))
+    # disjoint device sets are for a training group (a config check); which launcher does not matter here
+    return load_config("tiny-cpu", ["train.launcher=torchrun", *overrides])
 
 
 def test_engine_device_sets_and_the_trainers_devices():

@@ -111,7 +111,8 @@ def make_step(step: int, n_prompts: int = 4, k: int = 4, max_tokens: int = 12, s
             weights = tuple(rng.random() for _ in range(n)) if kept else ()
             scored.append(ScoredRow(pid, idx, 1.0 if correct else -1.0, 0.5 if correct else -0.5, kept,
                                     kept and correct, tuple(rng.gauss(0, 1) for _ in range(n)) if kept else (), weights))
-    metrics = StepMetrics.of(step, {"loss/total": 1.0 / (step + 1), "kl": 0.01 * step, "entropy": 0.5})
+    metrics = StepMetrics.of(step, {"loss/total": 1.0 / (step + 1), "kl": 0.01 * step, "entropy": 0.5,
+                                    "health/truncated_frac": 0.0})
     return StepRecords(prompts, samples, verdicts, scored, metrics)
 
 

@@ -123,11 +123,12 @@ def documented_queries() -> list[str]:
 
 @pytest.fixture(scope="module")
 def docs_lake(tmp_path_factory) -> StoreConfig:
-    """A lake shaped like the docs' examples: runs tiny-cpu-001 (4 steps, a judge) and RUN, with evals."""
+    """A lake shaped like the docs' examples: runs tiny-cpu-001 (4 steps, a judge), RUN and smol, with evals."""
     cfg = StoreConfig(uri=str(tmp_path_factory.mktemp("docs") / "lake"))
     lake = Lake.open(cfg)
     write_run(lake, "tiny-cpu-001", steps=4, judge=True)
     write_run(lake, "RUN", steps=1)
+    write_run(lake, "smol", steps=2, judge=True)  # docs/real-models.md's SmolLM2 run
     for run_id in ("tiny-cpu-001", "RUN"):
         lake.write(run_id, 2, "eval", [EvalRecord("ckpt/step=000001", "math500", f"q{i}", 0, "x", 3, "stop",
                                                   "correct" if i % 2 else "incorrect", str(i), 1.0) for i in range(4)])
