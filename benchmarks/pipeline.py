@@ -84,7 +84,7 @@ def _iterations(steps: int) -> list[dict]:
             cfg = session.cfg.rollout
             sampling = replace(SamplingSpec.from_rollout(cfg), seed=cfg.seed + step)
             t = time.perf_counter()
-            session._engine.generate(session.step_prompts(step), sampling)
+            session.engine_at(step).generate(session.step_prompts(step), sampling)  # no reload: it holds step's weights
             raw_generate = time.perf_counter() - t
             raw_train = raw_model.time(session.scored_batch(step))
             rows.append({"iter_s": wall, **{f"{s}_s": v for s, v in stages.items()},
