@@ -23,8 +23,10 @@ import torch
 
 from oreal_core.algo.advantages import group_advantages
 from oreal_core.algo.selection import SELECTIONS, group_pass_rates
+from oreal_core.data.prompts import SYNTHETIC as SYNTHETIC_PROMPTS
 from oreal_core.pipeline.health import nonfinite_count, step_health
 from oreal_core.pipeline.records import kept_samples, samples_from_table
+from oreal_core.pipeline.rm_localisation import localisation_metrics
 from oreal_core.pipeline.session import RunSession
 from oreal_core.rollout import SamplingSpec
 from oreal_core.store import (
@@ -153,6 +155,9 @@ def train(session: RunSession, step: int) -> tuple[list[StepMetrics], dict[str, 
     result = trainer.train_step(batch)
     verdicts = session.lake.read(session.run_id, step, "verdicts")
     values = {**result.metrics.as_dict(), **step_summary(samples, verdicts, scored)}
+    if session.cfg.data.prompts == SYNTHETIC_PROMPTS:  # the only task whose first wrong token is known
+        questions = {p.prompt_id: p.question for p in session.step_prompts(step)}
+        values.update(localisation_metrics(batch, result.token_rm, samples, questions, session.tokenizer))
     values.update(step_health(samples, verdicts, values))
     values["train/status_trained"] = float(result.status == "trained")
     values["train/actor_updated"] = float(result.actor_updated)

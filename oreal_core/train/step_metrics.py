@@ -4,13 +4,19 @@ Besides the losses, the trainer measures the rollout engine against itself (docs
 on every kept token whose rollout log-prob is known, delta = log pi_trainer - log pi_engine.
 Both are the same weights' raw distribution, so delta is numerical noise (~1e-5 in fp32,
 ~1e-2 in bf16) unless the engine samples from other weights than the trainer holds.
+It also measures the token RM it trains with (rm/ metrics, docs/token-rm.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
+from oreal_core.algo.rm_health import padded, rm_health
 from oreal_core.train.batching import MicroBatch
+from oreal_core.train.results import TokenRMRecord
+from oreal_core.types import ScoredSample
 
 
 class StepSums:
@@ -99,3 +105,18 @@ def mismatch_metrics(sums: dict[str, float], maxima: dict[str, float]) -> dict[s
             "health/logprob_abs_delta_max": maxima.get("logp_abs_delta_max", 0.0),
             "health/logprob_ratio_mean": mean_ratio, "health/logprob_ratio_std": variance ** 0.5,
             "health/logprob_compared_tokens": n}
+
+
+def rm_health_metrics(records: Sequence[TokenRMRecord], samples: Sequence[ScoredSample]) -> dict[str, float]:
+    """rm/ metrics (docs/token-rm.md) from the token-RM records of the step's own forward: the
+    scores its BCE was taken on and the weights its policy loss used, i.e. the RM *before* the
+    step's update. ``records`` are in ``samples`` order (the gathered batch order)."""
+    if not records:
+        return {}
+    if [(r.prompt_id, r.sample_idx) for r in records] != [(s.prompt_id, s.sample_idx) for s in samples]:
+        raise ValueError("token-RM records are not in the batch's sample order")
+    scores, mask = padded([r.scores for r in records])
+    weights, _ = padded([r.weights for r in records])
+    prompts: dict[str, int] = {}
+    group = torch.tensor([prompts.setdefault(s.prompt_id, len(prompts)) for s in samples])
+    return rm_health(scores, weights, mask, torch.tensor([s.is_positive for s in samples]), group)

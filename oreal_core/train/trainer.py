@@ -48,7 +48,7 @@ from oreal_core.train.models import (
 )
 from oreal_core.train.oom import surface_oom
 from oreal_core.train.results import StepStatus, TokenRMRecord, TrainStepResult
-from oreal_core.train.step_metrics import StepSums, finish_metrics
+from oreal_core.train.step_metrics import StepSums, finish_metrics, rm_health_metrics
 from oreal_core.types import ScoredBatch, ScoredSample, StepMetrics
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,10 @@ class Trainer:
         values.update(actor_lr=actor_lr, rm_lr=rm_lr if self.rm else 0.0,
                       actor_grad_norm=self.actor.grad_norm() if not frozen else 0.0,
                       rm_grad_norm=self.rm.grad_norm() if self.rm else 0.0, actor_frozen=float(frozen))
+        token_rm = _gather_records(records, batch)
+        values.update(rm_health_metrics(token_rm, batch.samples))  # every rank holds all records
         return TrainStepResult(step=step, status=StepStatus.TRAINED, actor_updated=not frozen,
-                               metrics=StepMetrics.of(step, values), token_rm=_gather_records(records, batch))
+                               metrics=StepMetrics.of(step, values), token_rm=token_rm)
 
     def _micro_batches(self, local: list[ScoredSample]) -> list[MicroBatch]:
         """This rank's micro-batches, padded with idle ones to the busiest rank's count."""

@@ -87,7 +87,8 @@ def _assert_same_run(ours: RunSession, theirs: RunSession, steps: int, rtol: flo
                 assert x.pop(column) == pytest.approx(y.pop(column), rel=rtol, abs=atol), (step, column)
         assert a == b, step
         m, n = _metrics(ours, step), _metrics(theirs, step)
-        for name in ("loss", "loss_pos", "loss_neg", "loss_kl", "rm_loss", "accuracy", "num_tokens"):
+        for name in ("loss", "loss_pos", "loss_neg", "loss_kl", "rm_loss", "accuracy", "num_tokens",
+                     "rm/bce", "rm/w_pos_mean", "rm/w_neg_std", "rm/zero_weight_frac", "rm/loc_responses"):
             assert m[name] == pytest.approx(n[name], rel=rtol, abs=atol), (step, name)
     mine, other = _weights_after(ours, steps - 1), _weights_after(theirs, steps - 1)
     for key in mine:

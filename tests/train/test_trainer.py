@@ -99,6 +99,20 @@ def test_rm_separates_outcomes_and_reference_stays_frozen(run_a, policy_dir):
     assert all(not p.requires_grad for p in trainer.reference.parameters())
 
 
+def test_rm_health_metrics_travel_in_the_step_metrics(run_a):
+    """rm/ metrics (docs/token-rm.md) from the step's own RM forward: chance at step 0 (zero
+    head), the separable toy task ranked perfectly once the RM has learned."""
+    _, results, _ = run_a
+    first, final = results[0].metrics.as_dict(), results[-1].metrics.as_dict()
+    assert first["rm/within_pair_accuracy"] == 0.5 and first["rm/auc"] == 0.5
+    assert first["rm/bce"] == pytest.approx(first["rm_loss"], abs=1e-6)
+    assert first["rm/zero_weight_frac"] == 1.0 and first["rm/w_pos_mean"] == first["rm/w_neg_std"] == 0.0
+    assert final["rm/within_pair_accuracy"] == 1.0 and final["rm/auc"] == 1.0
+    assert final["rm/bce"] == pytest.approx(final["rm_loss"], rel=1e-5)
+    assert final["rm/w_pos_mean"] == pytest.approx(final["mean_weight_pos"], rel=1e-5)
+    assert 0.0 <= final["rm/zero_weight_frac"] < 1.0 and final["rm/w_neg_std"] >= 0.0
+
+
 def test_metrics_and_token_rm_records_cover_the_step(run_a):
     _, results, _ = run_a
     batch = toy_batch(3, seed=3)
