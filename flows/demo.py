@@ -27,12 +27,13 @@ QUERIES = (
 )
 
 
-def run_demo(config: str = DEMO_CONFIG, overrides: tuple[str, ...] = ()) -> dict:
+def run_demo(config: str = DEMO_CONFIG, overrides: tuple[str, ...] = (), run_id: str | None = None) -> dict:
+    """Train, evaluate and report; returns the summary (``tell`` prints it)."""
     start = time.perf_counter()
     cfg = load_config(config, overrides)
     if not cfg.run.eval_every:
         raise ValueError("run.eval_every=0: the demo measures held-out pass@1 before and after; set it > 0")
-    result = train(config, list(overrides), new_run_id("demo"))
+    result = train(config, list(overrides), run_id or new_run_id("demo"))
     run_id, bench = result["run_id"], cfg.eval.benchmarks[0]
     evals = result["evals"]
     first, last = evals[min(evals)], evals[max(evals)]
@@ -60,7 +61,6 @@ def run_demo(config: str = DEMO_CONFIG, overrides: tuple[str, ...] = ()) -> dict
     summary["overhead_s"] = round(summary["wall_s"] - busy, 1)
     summary["overhead_share"] = round(summary["overhead_s"] / summary["wall_s"], 3)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _tell(summary)
     return summary
 
 
@@ -73,13 +73,14 @@ def _stage_seconds(history: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in totals.items()}
 
 
-def _tell(s: dict) -> None:
+def tell(s: dict, log_path: Path | None = None) -> None:
     print(f"\nOREAL demo, run {s['run_id']}: held-out {s['bench']} pass@1 (greedy, {s['eval_problems']} problems) "
           f"{100 * s['start_pass1']:.1f}% -> {100 * s['end_pass1']:.1f}% ({s['gain_points']:+.1f} points) "
           f"in {s['wall_s']:.0f} s")
     print(f"stage seconds: {s['stage_s']}, evaluation {s['eval_s']:.0f} s, "
           f"other (SFT unless cached, start-up, Prefect, report) {s['overhead_s']:.0f} s ({100 * s['overhead_share']:.0f} %)")
-    print(f"lake: {s['lake']}\nreport: {s['report']} (plots, summary.md, summary.json)")
+    print(f"lake: {s['lake']}\nreport: {s['report']} (plots, summary.md, summary.json)"
+          + (f"\nlog: {log_path} (engines, libraries, Prefect; `oreal demo -v` shows them here)" if log_path else ""))
     print("try:")
     for sql in QUERIES:
         print(f"  .venv/bin/oreal query \"{sql}\"")

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from oreal_core.pipeline.alarms import Alarm, HealthAlarmError, evaluate, stop_message
-from oreal_core.pipeline.progress import artifact_key
+from oreal_core.pipeline.progress import ALARM, artifact_key
 from oreal_core.store import ArtefactNotFound
 
 
@@ -41,7 +41,7 @@ def check_step(session, step: int, announce: bool) -> list[Alarm]:
 def _announce(run_id: str, step: int, alarms: list[Alarm]) -> None:
     logger = get_run_logger()
     for alarm in alarms:
-        logger.warning(alarm.message())
+        logger.warning(alarm.message(), extra={ALARM: alarm.name})
         emit_event(event=f"oreal.health.{alarm.action}",
                    resource={"prefect.resource.id": f"oreal.run.{run_id}", "prefect.resource.name": run_id,
                              "oreal.alarm": alarm.name, "oreal.metric": alarm.metric},

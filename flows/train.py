@@ -34,7 +34,13 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_sett
 
 from flows.monitor import check_step
 from oreal_core.eval.history import best_checkpoint
-from oreal_core.pipeline.progress import artifact_key, iteration_markdown, progress_line
+from oreal_core.pipeline.progress import (
+    RESULT,
+    artifact_key,
+    iteration_markdown,
+    progress_line,
+    step_record,
+)
 from oreal_core.pipeline.session import RunSpec, close_session, session_for
 from oreal_core.verify.judge_probe import probe_judge
 from tasks.evaluate import evaluate_task
@@ -87,7 +93,8 @@ def _train_steps(spec: RunSpec, session) -> dict:
     logger = get_run_logger()
     total = session.cfg.run.total_steps
     first = first_incomplete_step(session, total)
-    logger.info("run %s: steps %d..%d of %d (lake %s)", spec.run_id, first, total - 1, total, session.lake.location.uri)
+    logger.info("run %s: steps %d..%d of %d (lake %s)", spec.run_id, first, total - 1, total,
+                session.lake.location.uri, extra={RESULT: True})
     every = session.cfg.run.eval_every
     evals: dict[int, dict[str, float]] = {}
     if every and first == 0:
@@ -99,16 +106,17 @@ def _train_steps(spec: RunSpec, session) -> dict:
         with quiet:
             metrics = rl_iteration(spec, step)
         history.append(metrics)
-        logger.info(progress_line(step, total, metrics, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        logger.info(progress_line(step, total, metrics, seconds), extra=step_record(step, total, metrics, seconds))
         if every and ((step + 1) % every == 0 or step + 1 == total):
             evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
-            logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]))
+            logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]), extra={RESULT: True})
     best = None
     if evals:  # the reference's README: the last checkpoint is often not the best; keep the best by eval
         found = best_checkpoint(session.cfg, spec.run_id, session.cfg.eval.benchmarks[0])
         best = None if found is None else {"step": found.step, "checkpoint": found.checkpoint,
                                            "bench": found.bench, "pass1": found.pass1}
-        logger.info("best checkpoint by %s pass@1: %s", session.cfg.eval.benchmarks[0], best)
+        logger.info("best checkpoint by %s pass@1: %s", session.cfg.eval.benchmarks[0], best, extra={RESULT: True})
     return {"run_id": spec.run_id, "steps_run": total - first, "first_step": first, "history": history,
             "evals": evals, "best_checkpoint": best, "lake": session.lake.location.uri}
 

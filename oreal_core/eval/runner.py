@@ -114,6 +114,8 @@ def _evaluate_bench(eval_set: EvalSet, checkpoint: str, step: int, cfg: OrealCon
                     engine: RolloutEngine, verifier: Verifier, stored: StepRecords) -> BenchSummary:
     finished = stored.finished_problems(checkpoint, eval_set.name, spec.n)
     todo = [p for p in eval_set.prompts if p.prompt_id not in finished]
+    log.info("evaluating %s on %s: %d problems x %d sample(s)", checkpoint, eval_set.name, len(eval_set.prompts),
+             spec.n)
     if finished:
         log.info("eval %s: %d of %d problems already committed, sampling %d", eval_set.name,
                  len(eval_set.prompts) - len(todo), len(eval_set.prompts), len(todo))

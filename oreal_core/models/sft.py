@@ -95,6 +95,8 @@ def run_sft(cfg: OrealConfig) -> SFTReport:
         saved = json.loads((final / REPORT_FILE).read_text())
         saved["checks"] = tuple(tuple(c) for c in saved["checks"])
         return dataclasses.replace(SFTReport(**saved), policy_dir=str(final), cached=True)
+    log.info("SFT warm-up of the tiny policy (up to %d steps, until held-out pass@1 >= %.2f); cached as %s",
+             cfg.sft.max_steps, cfg.sft.target_pass1, final)
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

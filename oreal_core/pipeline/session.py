@@ -186,6 +186,8 @@ class RunSession:
             self._trainer.stop()
             self._trainer = None
         if self._trainer is None:
+            log.info("run %s: starting the trainer (%s, ZeRO stage %d)", self.run_id, self.cfg.train.launcher,
+                     self.cfg.train.zero_stage)
             if self.cfg.train.launcher == "inprocess":
                 self._trainer = Trainer(self.cfg, self.start_policy, self.checkpoints.root)
                 state = self.checkpoints.latest_state(before=step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from oreal_core.config import OrealConfig
@@ -15,6 +16,8 @@ from oreal_core.rollout.base import (
 
 __all__ = ["RolloutEngine", "RolloutEngineError", "RolloutInputError", "RolloutResult", "SamplingSpec",
            "open_engine"]
+
+log = logging.getLogger(__name__)
 
 
 def _open_vllm(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
@@ -55,4 +58,6 @@ def open_engine(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
     :mod:`oreal_core.rollout.devices`). Open it once per run and call ``reload_weights`` or
     ``load_weights`` after each training step.
     """
+    log.info("starting the %s rollout engine%s on %s", cfg.rollout.engine,
+             f"s (x{cfg.rollout.engines})" if cfg.rollout.engines > 1 else "", model_dir)
     return ENGINES[cfg.rollout.engine](model_dir, cfg)

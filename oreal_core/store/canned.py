@@ -4,9 +4,17 @@ Each takes the run id as its only parameter (``$run_id``) and returns one row pe
 ordered by step, except TOKEN_RM_EXAMPLES, EVAL_ACCURACY_BY_CHECKPOINT (one row per step and
 bench) and EVAL_FLIPPED_PROBLEMS (also takes ``$step_a`` and ``$step_b``). They are plain SQL: paste them into
 ``oreal query`` (with the run id filled in) to see the numbers behind a plot.
+
+SIGNATURES are the samples behind each reward-hacking / health metric, and
+signature_samples_sql the ready-to-run query ``oreal samples`` prints (docs/health.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oreal_core.pipeline.health import REPEAT_NGRAM, REPETITIVE_RATIO
+from oreal_core.store.layout import check_run_id
 
 ACCURACY_BY_STEP = """
 SELECT step,
@@ -125,3 +133,66 @@ FROM per_problem a JOIN per_problem b USING (bench, problem_id)
 WHERE a.step = $step_a AND b.step = $step_b AND (a.pass1 >= 0.5) <> (b.pass1 >= 0.5)
 ORDER BY a.bench, flip, a.problem_id
 """
+
+HEALTH_METRIC_PREFIXES = ("health/", "rm/")  # the health page's metrics; the rest are training metrics
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The samples that make up one health metric's numerator, as a SQL predicate.
+
+    ``where`` restates oreal_core/pipeline/health.py's definition over ``samples s LEFT JOIN
+    verdicts v``: through the UDFs views.connect registers where health.py decides in Python,
+    as plain SQL where the definition is a column test (tests/store/test_health_report.py
+    checks each against the metric health.py computes on the same tables).
+    """
+
+    metric: str  # the health/ metric these samples are counted in
+    what: str  # one line for the health page and --help
+    where: str
+    shows: str  # the columns that show why a sample matched (few: the table view elides wide rows)
+
+
+SIGNATURES: dict[str, Signature] = {
+    "multi_boxed": Signature(
+        "health/multi_boxed_frac", "two or more different \\boxed answers (after normalisation)",
+        "oreal_distinct_boxed(s.response) > 1", "v.outcome, oreal_distinct_boxed(s.response) AS distinct_boxed, v.extracted_answer"),
+    "boxed_without_work": Signature(
+        "health/boxed_without_work_frac", "a \\boxed answer with (almost) no working before it",
+        "oreal_boxed_without_work(s.response)", "v.outcome, v.extracted_answer"),
+    "repetitive": Signature(
+        "health/repetitive_frac", f"more than {REPETITIVE_RATIO:g} of the token {REPEAT_NGRAM}-grams are repeats",
+        f"oreal_repeated_ngram_ratio(s.token_ids) > {REPETITIVE_RATIO!r}",
+        "round(oreal_repeated_ngram_ratio(s.token_ids), 3) AS repeated_ngram_ratio, s.num_tokens, s.finish_reason"),
+    "correct_at_length_limit": Signature(
+        "health/correct_at_length_limit_frac", "correct, yet it used the whole generation budget",
+        "v.correct AND (s.finish_reason = 'length' OR s.num_tokens >= s.max_new_tokens)",
+        "v.outcome, s.num_tokens, s.max_new_tokens, s.finish_reason"),
+    "truncated": Signature(
+        "health/truncated_frac", "hit rollout.max_new_tokens (finish reason length)",
+        "s.finish_reason = 'length'", "v.outcome, s.num_tokens, s.max_new_tokens"),
+    # on_judge_error=rule keeps the rule's verdict (source rule) with a "judge error:" reason
+    "judge_errors": Signature(
+        "health/judge_error_rate", "sent to the judge, no verdict came back (rule fallbacks included)",
+        "v.outcome = 'judge_error' OR (v.source = 'rule' AND starts_with(v.reason, 'judge error:'))",
+        "v.outcome, v.source, v.reason"),
+    "rule_judge_disagreement": Signature(
+        "health/rule_judge_disagree_rate", "the judge decided against a definite rule verdict",
+        "v.source = 'judge' AND v.outcome IN ('correct', 'incorrect') "
+        "AND v.rule_outcome IN ('correct', 'incorrect') AND v.outcome <> v.rule_outcome",
+        "v.outcome, v.rule_outcome, v.extracted_answer, s.gold_answer"),
+}
+
+
+def signature_samples_sql(signature: str, run_id: str, step: int | None = None, limit: int = 20) -> str:
+    """The query listing a run's samples that show ``signature`` (all steps, or one), oldest first.
+
+    Values are written into the text (the run id is checked to hold no quote), so the result
+    is a plain statement to paste into ``oreal query`` or any DuckDB session with the views."""
+    if signature not in SIGNATURES:
+        raise ValueError(f"unknown signature {signature!r}; known: {', '.join(SIGNATURES)}")
+    sig = SIGNATURES[signature]
+    at_step = "" if step is None else f" AND s.step = {int(step)}"
+    return (f"SELECT s.step, s.prompt_id, s.sample_idx, {sig.shows}, s.response\nFROM samples s LEFT JOIN verdicts v USING (run_id, step, prompt_id, sample_idx)\n"
+            f"WHERE s.run_id = '{check_run_id(run_id)}'{at_step} AND ({sig.where})\n"
+            f"ORDER BY s.step, s.prompt_id, s.sample_idx LIMIT {int(limit)}")

@@ -7,7 +7,8 @@ global state and work in worker threads and on machines without a display.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,21 +74,61 @@ def stacked_bars_by_step(table: pa.Table, series: dict[str, str], title: str, pa
     return _save(fig, path)
 
 
-def metrics_grid(table: pa.Table, path: Path, max_panels: int = 12) -> Path:
-    """Small multiples of the long-format metrics table, one panel per metric name."""
+@dataclass(frozen=True)
+class HLine:
+    """A horizontal reference line of a metrics panel, e.g. an alarm threshold."""
+
+    y: float
+    label: str
+    color: str
+
+
+def metrics_grid(table: pa.Table, path: Path, max_panels: int = 12, title: str | None = None,
+                 lines: Mapping[str, Sequence[HLine]] | None = None,
+                 marks: Mapping[str, Sequence[int]] | None = None) -> Path:
+    """Small multiples of the long-format metrics table, one panel per metric name.
+
+    ``lines`` draws reference lines per metric (alarm thresholds); ``marks`` circles the
+    steps at which a metric's alarm fired."""
     names = sorted(set(table.column("name").to_pylist()))[:max_panels]
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(4 * cols, 2.6 * rows))
+    fig = Figure(figsize=(4 * cols, 2.6 * rows + (0.4 if title else 0)))
     steps, values, all_names = _col(table, "step"), _col(table, "value"), table.column("name").to_pylist()
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
         mask = np.array([n == name for n in all_names])
         ax.plot(steps[mask], values[mask], marker="o", markersize=2)
-        ax.set_title(name, fontsize=9)
+        fired = np.isin(steps[mask], list((marks or {}).get(name, ())))
+        if fired.any():
+            ax.plot(steps[mask][fired], values[mask][fired], "o", markersize=8, markerfacecolor="none",
+                    color="tab:red", label="alarm fired")
+        far = _reference_lines(ax, values[mask], (lines or {}).get(name, ()))
+        ax.set_title("\n".join([name, *far]), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _reference_lines(ax, values: np.ndarray, lines: Sequence[HLine], reach: float = 4.0) -> list[str]:
+    """Draw the lines within ``reach`` times the data's scale; return the labels of the far
+    ones (for the panel's title), so a threshold orders of magnitude away from the values
+    (a log-prob delta of 1e-7 against 1e-3) does not flatten the curve into the axis."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    scale = max(hi - lo, abs(lo), abs(hi)) or 1.0
+    far = []
+    for line in lines:
+        if lo - reach * scale <= line.y <= hi + reach * scale:
+            ax.axhline(line.y, color=line.color, linestyle="--", linewidth=1, label=line.label)
+        else:
+            far.append(f"{line.label} (off scale)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return far
 
 
 def token_weight_heatmap(examples: pa.Table, path: Path, token_text: TokenText | None = None,

@@ -3,7 +3,9 @@
 All numbers come from the canned SQL in canned.py over the same DuckDB views that
 ``oreal query`` uses, so every figure can be reproduced by hand. A plot whose table has
 no rows for this run (no judge configured, token RM disabled, ...) is skipped and the
-summary says why instead of drawing an empty chart.
+summary says why instead of drawing an empty chart. The ``health/`` and ``rm/`` metrics, with
+their alarm thresholds and the alarms the run raised, have a page of their own (health.md,
+written by health_report.py); ``metrics.png`` shows the training metrics.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from oreal_core.config import OrealConfig, StoreConfig
 from oreal_core.store import canned, plots
+from oreal_core.store.health_report import is_health_metric, write_health_page
 from oreal_core.store.lake import Lake
 from oreal_core.store.layout import check_run_id
 from oreal_core.store.views import connect
@@ -41,7 +45,8 @@ def write_report(cfg: OrealConfig | StoreConfig, run_id: str, out_dir: str | Pat
     finally:
         con.close()
     figures = _draw(results, out, token_text)
-    summary = _summary(manifest, results, figures)
+    health = write_health_page(lake, run_id, results["metrics"], out)
+    summary = _summary(manifest, results, figures, health)
     (out / "summary.md").write_text(summary)
     return out
 
@@ -96,9 +101,11 @@ def _draw(results: dict[str, pa.Table], out: Path, token_text: plots.TokenText |
     if not why:
         plots.token_weight_heatmap(results["token_rm"], out / "token_rm_heatmap.png", token_text)
     figures.append(Figure("token_rm_heatmap.png", "Token-RM weights of chosen kept samples (latest step)", why))
-    why = empty("metrics", "no metrics for this run")
+    training = _training_metrics(results["metrics"])
+    why = empty("metrics", "no metrics for this run") or \
+        ("" if training.num_rows else "no training metrics (the health/ and rm/ ones are on the health page)")
     if not why:
-        plots.metrics_grid(results["metrics"], out / "metrics.png")
+        plots.metrics_grid(training, out / "metrics.png")
     figures.append(Figure("metrics.png", "Training metrics per step", why))
     why = empty("eval", "no evaluation records for this run")
     if not why:
@@ -107,10 +114,16 @@ def _draw(results: dict[str, pa.Table], out: Path, token_text: plots.TokenText |
     return figures
 
 
-def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure]) -> str:
+def _training_metrics(metrics: pa.Table) -> pa.Table:
+    """The metrics that are not on the health page: 25-odd health/ panels would crowd the
+    losses out of the grid's first twelve."""
+    return metrics.filter(pc.invert(is_health_metric(metrics.column("name"))))
+
+
+def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], health: str) -> str:
     lines = [f"# Run `{manifest.run_id}`", "",
              f"- config hash: `{manifest.config_hash}`", f"- code version: `{manifest.code_version}`",
-             f"- started: {manifest.created_at}", "", "## Artefacts", "",
+             f"- started: {manifest.created_at}", "", "## Health", "", health, "", "## Artefacts", "",
              _markdown_table(results["tables"]), "", "## Per step", ""]
     per_step = _per_step(results)
     lines += [_markdown_table(per_step) if per_step.num_rows else "_no per-step data yet_", "", "## Plots", ""]

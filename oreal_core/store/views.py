@@ -13,6 +13,12 @@ is locked, so a query can read the lake and nothing else. A local lake allows it
 DuckDB matches ``allowed_directories`` against an s3:// URL as a plain string prefix while the
 HTTP layer resolves ``..``, so ``s3://b/lake/../other/x`` would pass a prefix check and read
 outside the lake, however the string was built.
+
+Three scalar functions of oreal_core.pipeline.health are registered on every connection, so
+the reward-hacking signatures that have no exact SQL spelling (answer normalisation, brace
+matching, token n-grams) are queried with the very code that computes the health metrics:
+``oreal_distinct_boxed(response)``, ``oreal_boxed_without_work(response)`` and
+``oreal_repeated_ngram_ratio(token_ids)`` (canned.SIGNATURES uses them).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from collections import defaultdict
 
 import duckdb
 import pyarrow as pa
+from duckdb.sqltypes import BOOLEAN, DOUBLE, INTEGER, VARCHAR
 
+from oreal_core.pipeline import health
 from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.filesystems import StoreLocation, redact
 from oreal_core.store.lake import Lake
@@ -52,6 +60,7 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         for table in TABLES:
             _create_view(con, table, files[table])
         _create_runs_view(con, list(manifests.values()))
+        _register_health_functions(con)
         if lake.location.is_s3:
             con.execute("SET allowed_paths = ?", [[uri for table in TABLES for uri in files[table]]])
         else:
@@ -88,6 +97,18 @@ def _create_runs_view(con: duckdb.DuckDBPyConnection, manifests: list[RunManifes
         "created_at": pa.array([m.created_at for m in manifests], pa.string()),
     })
     con.from_arrow(runs).create_view("runs")
+
+
+def _register_health_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """health.py's per-response signature functions as SQL scalars (NULL in, NULL out): one
+    definition for the metric and for the query that lists the samples behind it. DuckDB
+    wants exactly one Python parameter per SQL argument, hence the lambdas over the
+    functions' defaults (the same defaults the metrics use)."""
+    con.create_function("oreal_distinct_boxed", health.distinct_boxed, [VARCHAR], INTEGER, side_effects=False)
+    con.create_function("oreal_boxed_without_work", lambda response: health.boxed_without_work(response),
+                        [VARCHAR], BOOLEAN, side_effects=False)
+    con.create_function("oreal_repeated_ngram_ratio", lambda tokens: health.repeated_ngram_ratio(tokens),
+                        [duckdb.list_type(INTEGER)], DOUBLE, side_effects=False)
 
 
 def _sql_list(items: list[str]) -> str:
