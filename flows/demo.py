@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flows.train import new_run_id, train
 from oreal_core.config import load_config
+from oreal_core.store import Lake
 from oreal_core.store.report import write_report
 
 DEMO_CONFIG = "demo-cpu"  # tiny-cpu without the token RM: see the config's header for why
@@ -53,6 +54,8 @@ def run_demo(config: str = DEMO_CONFIG, overrides: tuple[str, ...] = (), run_id:
         "eval_s": round(sum(e["time/eval_s"] for e in evals.values()), 2),
         "lake": result["lake"],
         "report": str(report_dir),
+        # what the result depends on besides config and code (docs/reproducibility.md)
+        "environment": Lake.open(cfg.store).run(run_id).environment,
     }
     summary["gain_points"] = round(100 * (summary["end_pass1"] - summary["start_pass1"]), 1)
     # Everything that is neither a stage nor an evaluation: the SFT warm-up when not cached,
@@ -79,6 +82,11 @@ def tell(s: dict, log_path: Path | None = None) -> None:
           f"in {s['wall_s']:.0f} s")
     print(f"stage seconds: {s['stage_s']}, evaluation {s['eval_s']:.0f} s, "
           f"other (SFT unless cached, start-up, Prefect, report) {s['overhead_s']:.0f} s ({100 * s['overhead_share']:.0f} %)")
+    env = s["environment"]
+    print(f"start policy {env['start_policy']['hash'][:19]}, seed {env['seeds']['run.seed']}, torch "
+          f"{env['libraries']['torch']} on {env['threads']['torch']} thread(s), {env['hardware']['cpu']}"
+          + (f", {len(env['hardware']['gpus'])} GPU(s)" if env["hardware"]["gpus"] else "")
+          + " (docs/reproducibility.md)")
     print(f"lake: {s['lake']}\nreport: {s['report']} (plots, summary.md, summary.json)"
           + (f"\nlog: {log_path} (engines, libraries, Prefect; `oreal demo -v` shows them here)" if log_path else ""))
     print("try:")

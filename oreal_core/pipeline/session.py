@@ -29,6 +29,7 @@ from oreal_core.data.prompts import SYNTHETIC as SYNTHETIC_PROMPTS
 from oreal_core.data.prompts import PromptSet, check_prompts_fit, load_prompt_set
 from oreal_core.data.records import PromptDataError
 from oreal_core.models.sft import start_policy_dir
+from oreal_core.pipeline.environment import environment_changes, run_environment
 from oreal_core.pipeline.records import kept_samples
 from oreal_core.rollout import RolloutEngine, open_engine
 from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
@@ -86,9 +87,11 @@ class RunSession:
     def _open_locked_run(self) -> None:
         prompts = self.cfg.data.prompts
         prompts_hash = None if prompts == SYNTHETIC_PROMPTS else _prompts_hash(Path(prompts))
+        environment = run_environment(self.cfg, self.start_policy)
         try:
-            self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml(),
-                               allow_code_change=self.spec.allow_code_change, prompts_hash=prompts_hash)
+            manifest = self.lake.open_run(self.run_id, self.cfg.hash(), config_text=self.cfg.to_yaml(),
+                                          allow_code_change=self.spec.allow_code_change, prompts_hash=prompts_hash,
+                                          environment=environment)
         except ConfigMismatch as exc:
             saved = self.lake.run_config(self.run_id)
             if saved is None:
@@ -101,6 +104,11 @@ class RunSession:
             raise PromptsMismatch(f"run {self.run_id!r} cannot resume: prompt file {prompts} now hashes to "
                                   f"{prompts_hash}, the run started with {started}. Restore that file or "
                                   "start a new run id.") from exc
+        changes = environment_changes(manifest.environment or {}, environment) if manifest.environment else []
+        if changes:
+            log.warning("run %s resumes in another environment than it started in; later steps may differ "
+                        "numerically from an uninterrupted run (docs/reproducibility.md): %s",
+                        self.run_id, "; ".join(changes))
 
     # ------------------------------------------------------------------ inputs
 

@@ -64,7 +64,7 @@ class Lake:
 
     def open_run(self, run_id: str, config_hash: str, *, config_text: str | None = None,
                  version: str | None = None, allow_code_change: bool = False,
-                 prompts_hash: str | None = None) -> RunManifest:
+                 prompts_hash: str | None = None, environment: dict | None = None) -> RunManifest:
         """Start a run, or resume it if its manifest records the same config hash, prompt set
         content (``prompts_hash``, see manifest.content_sha256) and code version.
 
@@ -73,6 +73,7 @@ class Lake:
 
         ``config_text`` (the resolved config as YAML, ``cfg.to_yaml()``) is kept beside the
         manifest as ``config.yaml`` so a refused resume can be diffed against the original.
+        ``environment`` (seeds, threads, libraries, hardware) is recorded by a new run only.
         """
         key = layout.run_manifest_key(run_id)
         version = version or code_version()
@@ -94,7 +95,7 @@ class Lake:
                 log.warning("run %s: resuming under code %s (started with %s)", run_id, version, existing.code_version)
             return existing
         manifest = RunManifest(run_id=run_id, config_hash=config_hash, code_version=version, created_at=utc_now(),
-                               prompts_hash=prompts_hash)
+                               prompts_hash=prompts_hash, environment=environment)
         with self._staged() as stage_dir:
             if config_text is not None:  # before run.json: the manifest stays the commit marker
                 self._put(posixpath.join(stage_dir, layout.RUN_CONFIG), config_text.encode())

@@ -55,6 +55,8 @@ class RunManifest:
     code_version: str
     created_at: str
     prompts_hash: str | None = None  # content_sha256 of data.prompts; None: synthetic, or before it was recorded
+    # What the numbers depend on beyond config and code (pipeline/environment.py), at the start
+    environment: dict | None = None
     format: str = RUN_FORMAT
 
 

@@ -123,7 +123,8 @@ def _training_metrics(metrics: pa.Table) -> pa.Table:
 def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], health: str) -> str:
     lines = [f"# Run `{manifest.run_id}`", "",
              f"- config hash: `{manifest.config_hash}`", f"- code version: `{manifest.code_version}`",
-             f"- started: {manifest.created_at}", "", "## Health", "", health, "", "## Artefacts", "",
+             f"- started: {manifest.created_at}", "", *_environment(manifest.environment),
+             "## Health", "", health, "", "## Artefacts", "",
              _markdown_table(results["tables"]), "", "## Per step", ""]
     per_step = _per_step(results)
     lines += [_markdown_table(per_step) if per_step.num_rows else "_no per-step data yet_", "", "## Plots", ""]
@@ -135,6 +136,17 @@ def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], heal
               f"oreal query --format csv \"SELECT * FROM scored WHERE run_id = '{manifest.run_id}' AND kept\"",
               "```", ""]
     return "\n".join(lines)
+
+
+def _environment(environment: dict | None) -> list[str]:
+    """What the numbers depend on besides config and code (docs/reproducibility.md)."""
+    if not environment:
+        return ["_environment: not recorded (a run started before it was)_", ""]
+    lines = ["## Environment at the start", ""]
+    for section, values in environment.items():
+        shown = ", ".join(f"{k} `{v}`" for k, v in values.items()) if isinstance(values, dict) else f"`{values}`"
+        lines.append(f"- {section.replace('_', ' ')}: {shown}")
+    return [*lines, ""]
 
 
 def _per_step(results: dict[str, pa.Table]) -> pa.Table:

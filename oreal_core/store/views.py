@@ -24,6 +24,7 @@ matching, token n-grams) are queried with the very code that computes the health
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections import defaultdict
 
@@ -95,6 +96,9 @@ def _create_runs_view(con: duckdb.DuckDBPyConnection, manifests: list[RunManifes
         "config_hash": pa.array([m.config_hash for m in manifests], pa.string()),
         "code_version": pa.array([m.code_version for m in manifests], pa.string()),
         "created_at": pa.array([m.created_at for m in manifests], pa.string()),
+        # JSON text: json_extract_string(environment, '$.threads.torch') reads one value
+        "environment": pa.array([None if m.environment is None else json.dumps(m.environment, sort_keys=True)
+                                 for m in manifests], pa.string()),
     })
     con.from_arrow(runs).create_view("runs")
 

@@ -1,12 +1,15 @@
-"""Opening a run: a resume under other code is refused unless asked for."""
+"""Opening a run: a resume under other code is refused unless asked for; the environment a run
+started in is recorded, and a resume in another is warned about."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from oreal_core.models.tiny import build_tiny_policy
 from oreal_core.pipeline.session import RunSession, RunSpec
 from oreal_core.store import CodeVersionMismatch
+from oreal_core.store.manifest import content_sha256
 
 
 def test_resume_under_other_code_is_refused_unless_allowed(tmp_path, monkeypatch):
@@ -34,3 +37,21 @@ def test_a_run_stopped_between_checkpoints_keeps_its_newest_weights_as_an_hf_che
     assert not hf_dir.exists()  # memory weight sync: step 0 is no checkpoint step
     session.close()  # the run stops here (the train flow closes its session in `finally`)
     assert (hf_dir / "config.json").is_file() and (hf_dir / "model.safetensors").is_file()
+
+
+def test_a_run_records_its_environment_and_a_resume_elsewhere_is_warned_about(tmp_path, monkeypatch, caplog):
+    policy = build_tiny_policy(tmp_path / "policy")
+    overrides = (f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt", f"model.policy={policy}")
+    session = RunSession(RunSpec("r", "tiny-cpu", overrides))
+    started = session.lake.run("r").environment
+    session.close()
+    assert started["start_policy"] == {"path": str(policy), "hash": content_sha256(policy)}
+    assert started["seeds"] == {"run.seed": 0, "data.synthetic.seed": 0}
+    assert started["libraries"]["torch"] == torch.__version__ and started["threads"]["torch"] >= 1
+
+    RunSession(RunSpec("r", "tiny-cpu", overrides)).close()  # same environment: nothing to say
+    assert "another environment" not in caplog.text
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    RunSession(RunSpec("r", "tiny-cpu", overrides)).close()
+    assert f"threads.torch: {started['threads']['torch']} -> 64" in caplog.text
+    assert RunSession(RunSpec("r", "tiny-cpu", overrides)).lake.run("r").environment == started  # the start's

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from oreal_core.config import StoreConfig
 from oreal_core.store import Lake, RunNotFound
+from oreal_core.store.query import run_query
 from oreal_core.store.report import write_report
 from tests.store.conftest import write_run
 
@@ -50,6 +53,19 @@ def test_report_of_a_run_with_only_a_manifest(tmp_path):
     out = write_report(cfg, "fresh", tmp_path / "report")
     summary = (out / "summary.md").read_text()
     assert "_no per-step data yet_" in summary and "no verdicts for this run" in summary
+    assert "_environment: not recorded" in summary
+
+
+def test_report_and_runs_view_show_the_environment_the_run_started_in(tmp_path):
+    cfg = StoreConfig(uri=str(tmp_path / "lake"))
+    env = {"threads": {"torch": 2, "OMP_NUM_THREADS": None}, "hardware": {"cpu": "Xeon", "gpus": []}}
+    Lake.open(cfg).open_run("r", "h", environment=env)
+    summary = (write_report(cfg, "r", tmp_path / "report") / "summary.md").read_text()
+    assert "## Environment at the start\n\n- hardware: cpu `Xeon`, gpus `[]`\n" \
+           "- threads: OMP_NUM_THREADS `None`, torch `2`\n" in summary  # the manifest's keys are sorted
+    rows = json.loads(run_query(cfg, "SELECT json_extract_string(environment, '$.threads.torch') AS threads, "
+                                     "json_extract_string(environment, '$.hardware.cpu') AS cpu FROM runs", "json"))
+    assert rows == [{"threads": "2", "cpu": "Xeon"}]
 
 
 def test_unknown_or_bad_run_id(tmp_path):
