@@ -122,8 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_id = args.run_id or new_run_id(config)
     with console(run_log_path(cfg, run_id), args.verbose):
         summary = train(config, list(args.overrides), run_id, args.allow_code_change)
-    print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}; "
-          f"log {run_log_path(cfg, run_id)}")
+    print(f"run {summary['run_id']}: {summary['steps_run']} step(s) from step {summary['first_step']}"
+          + ("" if args.verbose else f"; log {run_log_path(cfg, run_id)}"))
     return 0
 
 
@@ -187,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run_id = new_run_id("demo")
     with console(run_log_path(cfg, run_id), args.verbose):
         summary = run_demo(config, tuple(args.overrides), run_id)
-    tell(summary, run_log_path(cfg, run_id))
+    tell(summary, None if args.verbose else run_log_path(cfg, run_id))
     return 0
 
 

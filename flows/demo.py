@@ -87,7 +87,7 @@ def tell(s: dict, log_path: Path | None = None) -> None:
           f"{env['libraries']['torch']} on {env['threads']['torch']} thread(s), {env['hardware']['cpu']}"
           + (f", {len(env['hardware']['gpus'])} GPU(s)" if env["hardware"]["gpus"] else "")
           + " (docs/reproducibility.md)")
-    print(f"lake: {s['lake']}\nreport: {s['report']} (plots, summary.md, summary.json)"
+    print(f"lake: {s['lake']}\nreport: {s['report']} (plots, summary.md, health.md with the alarms, summary.json)"
           + (f"\nlog: {log_path} (engines, libraries, Prefect; `oreal demo -v` shows them here)" if log_path else ""))
     print("try:")
     for sql in QUERIES:

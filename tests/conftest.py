@@ -34,6 +34,13 @@ def _stop_prefect_ephemeral_server():
     yield
     server_module = sys.modules.get("prefect.server.api.server")  # imported only if one was started
     if server_module is not None:
+        # Send the queued logs and events first: against a stopped server, Prefect's workers
+        # retry them at interpreter exit, which held every suite ~80 s after its last test.
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for worker in (APILogWorker, EventsWorker):
+            worker.drain_all(timeout=10)
         for server in list(server_module.SubprocessASGIServer._instances.values()):
             server.stop()
 

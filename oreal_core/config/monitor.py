@@ -64,6 +64,12 @@ class MonitorConfig:
     repetition: AlarmConfig = _alarm("warn", above=0.1)
     # share of the correct responses that used the whole generation budget
     correct_at_length_limit: AlarmConfig = _alarm("warn", above=0.1)
+    # share of prompts whose samples are all correct or all wrong: no advantage to learn from
+    # (near-zero temperature makes a group's samples identical; a broken reward makes all correct)
+    no_learning_signal: AlarmConfig = _alarm("warn", above=0.95)
+    # share of prompts whose samples are all correct: the task got easy, or the reward pays for
+    # wrong answers (the SFT policy always shows working, so a hacked checker shows here first)
+    all_correct: AlarmConfig = _alarm("warn", above=0.8)
     # actor gradient norm before clipping (optim.grad_clip): a spike precedes divergence
     grad_norm: AlarmConfig = _alarm("warn", above=100.0)
 

@@ -48,6 +48,13 @@ ALARMS: dict[str, AlarmSpec] = {
                             "entropy, the learning rate and rollout.top_p"),
     "correct_at_length_limit": AlarmSpec("health/correct_at_length_limit_frac", "'correct' responses that used the "
                                          "whole budget: is the answer extracted from a truncated text?"),
+    "no_learning_signal": AlarmSpec("health/groups_no_signal_frac", "(nearly) every prompt's samples are all "
+                                    "correct or all wrong, so no advantage is non-zero: is rollout.temperature near "
+                                    "0 (identical samples)? Are the prompts too easy or too hard "
+                                    "(data.difficulty_bands, oreal prepare)? Does the reward work?"),
+    "all_correct": AlarmSpec("health/groups_all_correct_frac", "most prompts are solved by every sample: the "
+                             "prompts got easy, or the reward pays for wrong answers; read a few 'correct' samples "
+                             "against their gold answers (oreal samples RUN --signature ...; the verdicts table)"),
     "grad_norm": AlarmSpec("health/actor_grad_norm", "the actor's gradient norm spiked: check the batch, "
                            "actor.optim.lr and grad_clip; divergence often follows"),
 }

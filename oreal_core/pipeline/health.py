@@ -77,8 +77,10 @@ def group_metrics(verdicts: pa.Table) -> dict[str, float]:
     if not groups:
         return {}
     n = len(groups)
-    return {"health/groups_all_correct_frac": sum(bool(r) and min(r) > 0 for r in groups.values()) / n,
-            "health/groups_all_wrong_frac": sum(bool(r) and max(r) <= 0 for r in groups.values()) / n}
+    all_correct = sum(bool(r) and min(r) > 0 for r in groups.values()) / n
+    all_wrong = sum(bool(r) and max(r) <= 0 for r in groups.values()) / n
+    return {"health/groups_all_correct_frac": all_correct, "health/groups_all_wrong_frac": all_wrong,
+            "health/groups_no_signal_frac": all_correct + all_wrong}
 
 
 def judge_metrics(verdicts: pa.Table) -> dict[str, float]:

@@ -32,7 +32,11 @@ from oreal_core.models.sft import start_policy_dir
 from oreal_core.pipeline.environment import environment_changes, run_environment
 from oreal_core.pipeline.records import kept_samples
 from oreal_core.rollout import RolloutEngine, open_engine
-from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
+from oreal_core.rollout.policy_dir import (
+    inspect_policy_dir,
+    load_policy_tokenizer,
+    stop_word_warning,
+)
 from oreal_core.store import ConfigMismatch, Lake, PromptsMismatch
 from oreal_core.store.layout import check_run_id
 from oreal_core.store.manifest import content_sha256
@@ -66,8 +70,10 @@ class RunSession:
         self.run_id = check_run_id(spec.run_id)
         self.lake = Lake.open(self.cfg.store)
         # Every prompt is read and checked before the run exists: a bad prompt file creates nothing.
-        check_prompts_fit(self.prompt_pool.prompts, self.tokenizer, self.cfg.rollout,
-                          inspect_policy_dir(self.start_policy).context_length)
+        policy = inspect_policy_dir(self.start_policy)
+        check_prompts_fit(self.prompt_pool.prompts, self.tokenizer, self.cfg.rollout, policy.context_length)
+        if (why := stop_word_warning(policy, self.tokenizer, self.cfg.rollout.stop_word)) is not None:
+            log.warning(why)
         self._open_run()
         self.checkpoints = CheckpointLayout(Path(self.cfg.train.checkpoint_dir) / self.run_id)
         self._engine: RolloutEngine | None = None

@@ -168,7 +168,7 @@ def train(session: RunSession, step: int) -> tuple[list[StepMetrics], dict[str, 
 def step_summary(samples: pa.Table, verdicts: pa.Table, scored: pa.Table) -> dict[str, float]:
     """What a user reads first about a step: accuracy, lengths, truncation, selection."""
     lengths = samples["num_tokens"]
-    return {
+    summary = {
         "accuracy": pc.mean(verdicts["correct"].cast(pa.float64())).as_py(),
         "mean_reward": pc.mean(verdicts["reward"]).as_py(),
         "response_tokens_mean": pc.mean(lengths).as_py(),
@@ -176,6 +176,9 @@ def step_summary(samples: pa.Table, verdicts: pa.Table, scored: pa.Table) -> dic
         "truncated_frac": pc.mean(pc.equal(samples["finish_reason"], "length").cast(pa.float64())).as_py(),
         "kept_samples": float(pc.sum(scored["kept"].cast(pa.int64())).as_py() or 0),
     }
+    # A mean over no values is None (e.g. mean_reward when the judge graded nothing): not a number
+    # to record, and not a NaN for the nonfinite alarm either
+    return {name: value for name, value in summary.items() if value is not None}
 
 
 STAGES: dict[str, Callable[[RunSession, int], tuple[object, dict[str, float]]]] = {

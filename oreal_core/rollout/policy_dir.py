@@ -65,6 +65,33 @@ def _check_known_architecture(path: Path, cfg: dict) -> None:
                                 "supported architecture (e.g. LlamaForCausalLM, Qwen2ForCausalLM)")
 
 
+def end_of_turn_tokens(info: PolicyInfo, tokenizer: PreTrainedTokenizerFast) -> set[str]:
+    """The tokens the model ends a reply with, from its own files: generation_config.json's
+    ``eos_token_id`` (an id or a list) and the tokenizer's ``eos_token``."""
+    ids: list[int] = []
+    generation = info.path / "generation_config.json"
+    if generation.is_file():
+        eos = json.loads(generation.read_text()).get("eos_token_id")
+        ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
+    tokens = {tokenizer.convert_ids_to_tokens(int(i)) for i in ids}
+    if tokenizer.eos_token:
+        tokens.add(tokenizer.eos_token)
+    return tokens - {None}
+
+
+def stop_word_warning(info: PolicyInfo, tokenizer: PreTrainedTokenizerFast, stop_word: str) -> str | None:
+    """Why ``stop_word`` may not end this model's replies, or None. A warning, not an error: a
+    base checkpoint fine-tuned on a chat format may end turns with a token its files do not
+    list as eos; but when it does not, every response runs to max_new_tokens."""
+    ends = end_of_turn_tokens(info, tokenizer)
+    if not ends or stop_word in ends:
+        return None
+    return (f"policy {info.path}: rollout.stop_word={stop_word!r} is not among the tokens the model's files say it "
+            f"ends a reply with ({', '.join(sorted(map(repr, ends)))}: generation_config.json eos_token_id, the "
+            "tokenizer's eos_token); if the model does not emit it, every response runs to rollout.max_new_tokens. "
+            "Set rollout.stop_word and verifier.stop_word to the model's end-of-turn token")
+
+
 def load_policy_tokenizer(info: PolicyInfo) -> PreTrainedTokenizerFast:
     try:
         tokenizer = load_tokenizer(info.path)

@@ -11,6 +11,7 @@ from oreal_core.config import ConfigError, load_config
 from oreal_core.config.schema import MonitorConfig
 from oreal_core.pipeline import health
 from oreal_core.pipeline.alarms import ALARMS, evaluate, stop_message
+from oreal_core.pipeline.stages import step_summary
 
 WORKED = "22 - 9 = 13\n13 + 12 = 25\nThe answer is \\boxed{25}.<|im_end|>"
 
@@ -70,6 +71,16 @@ def test_groups_all_correct_and_all_wrong():
     m = health.group_metrics(_verdicts(pids, outcomes))
     # a: all correct, b: all wrong, c: mixed, d: nothing graded (neither)
     assert m["health/groups_all_correct_frac"] == 0.25 and m["health/groups_all_wrong_frac"] == 0.25
+    assert m["health/groups_no_signal_frac"] == 0.5
+
+
+def test_a_step_the_judge_graded_nothing_records_no_mean_reward_and_no_nonfinite():
+    samples = _samples(["x", "y"], [[1], [2]], ["stop", "stop"])
+    verdicts = _verdicts(["p", "p"], ["judge_error", "judge_error"])
+    scored = pa.table({"kept": [False, False]})
+    summary = step_summary(samples, verdicts, scored)
+    assert "mean_reward" not in summary and summary["accuracy"] == 0.0 and summary["kept_samples"] == 0.0
+    assert health.nonfinite_count({**summary, **health.step_health(samples, verdicts, summary)}, refused=False) == 0
 
 
 def test_judge_error_and_disagreement_rates():

@@ -12,10 +12,16 @@ from oreal_core.config import RolloutConfig
 from oreal_core.data.prompts import check_prompts_fit
 from oreal_core.data.records import PromptDataError
 from oreal_core.rollout.base import RolloutInputError
-from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
+from oreal_core.rollout.policy_dir import (
+    end_of_turn_tokens,
+    inspect_policy_dir,
+    load_policy_tokenizer,
+    stop_word_warning,
+)
 from oreal_core.types import Prompt
 
-LIGHT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+LIGHT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "chat_template.jinja")
 
 
 @pytest.fixture
@@ -66,3 +72,16 @@ def test_a_context_shorter_than_prompt_plus_response_is_refused_naming_both(copy
     too_long = RolloutConfig(max_new_tokens=8180, max_length=16384)  # 8180 + the prompt's ~40 > 8192
     with pytest.raises(PromptDataError, match=r"t.jsonl:1: \d+ prompt tokens.*the model's 8192"):
         check_prompts_fit([prompt], tokenizer, too_long, info.context_length)
+
+
+def test_the_stop_word_is_checked_against_the_models_own_end_of_turn_tokens(copy_of):
+    info = inspect_policy_dir(copy_of)
+    tokenizer = load_policy_tokenizer(info)
+    assert end_of_turn_tokens(info, tokenizer) == {"<|im_end|>"}  # eos_token_id 2 and the tokenizer's eos
+    assert stop_word_warning(info, tokenizer, "<|im_end|>") is None
+    why = stop_word_warning(info, tokenizer, "<|endoftext|>")
+    assert "rollout.stop_word='<|endoftext|>' is not among" in why and "'<|im_end|>'" in why
+    generation = json.loads((copy_of / "generation_config.json").read_text())
+    (copy_of / "generation_config.json").write_text(json.dumps({**generation, "eos_token_id": [2, 0]}))
+    assert end_of_turn_tokens(info, tokenizer) == {"<|im_end|>", "<|endoftext|>"}  # a list of ids, as Qwen2.5's
+    assert stop_word_warning(info, tokenizer, "<|endoftext|>") is None
