@@ -46,6 +46,29 @@ def console(log_path: Path, verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
+    with output_to(log_path) as (terminal, log):
+        # The root logger's handlers are the console's while it runs: every record into the
+        # log file once (the handlers it replaces printed to stdout/stderr, i.e. into the file
+        # too), and the status handler. Prefect's API handlers sit on its own loggers and stay.
+        to_file = logging.StreamHandler(log)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        status = StatusHandler(terminal, live=terminal.isatty(), log_path=log_path)
+        root = logging.getLogger()
+        replaced, root.handlers = root.handlers, [to_file, status]
+        library = logging.getLogger("oreal_core")
+        if library.getEffectiveLevel() > logging.INFO:  # its INFO records are the phases shown
+            library.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.handlers = replaced
+            status.end()
+
+
+@contextmanager
+def output_to(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
+    """Point fd 1 and 2 (and so every child process started meanwhile) at ``log_path``, appended
+    to; yields (the original stdout, the log file) as text streams."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -55,22 +78,9 @@ def console(log_path: Path, verbose: bool = False) -> Iterator[None]:
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
-    # The root logger's handlers are the console's while it runs: every record into the log
-    # file once (the handlers it replaces printed to stdout/stderr, i.e. into the file too),
-    # and the status handler. Prefect's API handlers sit on its own loggers and stay.
-    to_file = logging.StreamHandler(log)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    status = StatusHandler(terminal, live=terminal.isatty(), log_path=log_path)
-    root = logging.getLogger()
-    replaced, root.handlers = root.handlers, [to_file, status]
-    library = logging.getLogger("oreal_core")
-    if library.getEffectiveLevel() > logging.INFO:  # its INFO records are the phases shown
-        library.setLevel(logging.INFO)
     try:
-        yield
+        yield terminal, log
     finally:
-        root.handlers = replaced
-        status.end()
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, copy in zip((1, 2), saved, strict=True):
@@ -84,7 +94,9 @@ class StatusHandler(logging.Handler):
     """Turns the run's log records into the status line and the lines worth keeping.
 
     ``live`` (a terminal): the status line is redrawn in place. Otherwise (CI, a pipe) a
-    status line is printed every tenth of the run and at its end, and each new phase once.
+    status line is printed every tenth of the run and at its end, and a phase line when a new
+    phase starts: its first record, not the progress records that follow from the same logger
+    (the SFT warm-up logs each of its ~30 checks; a terminal shows them in place).
     """
 
     def __init__(self, out: TextIO, live: bool, log_path: Path) -> None:
@@ -93,6 +105,7 @@ class StatusHandler(logging.Handler):
         self.step_seconds: list[float] = []
         self.progress = ""  # the last step's status
         self.phase = ""  # the long phase under way, shown after the progress
+        self._phase_logger = ""  # the logger of the phase last printed (not live)
         self.alarms = 0
         self._drawn = False
 
@@ -106,7 +119,7 @@ class StatusHandler(logging.Handler):
         step = getattr(record, STEP, None)
         if step is not None:
             self.step_seconds.append(step["seconds"])
-            self.progress, self.phase = status_text(step, self.step_seconds, self.alarms), ""
+            self.progress, self.phase, self._phase_logger = status_text(step, self.step_seconds, self.alarms), "", ""
             done, total = step["step"] + 1, step["total"]
             self._status(print_line=done == 1 or done == total or done % max(1, total // 10) == 0)
         elif getattr(record, RESULT, False):
@@ -119,7 +132,8 @@ class StatusHandler(logging.Handler):
             self.phase = record.getMessage()
             if self.live:
                 self._status(print_line=False)
-            else:  # a line per phase, without repeating the last step's
+            elif record.name != self._phase_logger:  # a line per phase, without the last step's status
+                self._phase_logger = record.name
                 self.out.write(self.phase + "\n")
 
     def _status(self, print_line: bool) -> None:

@@ -28,6 +28,10 @@ def test_engine_output_goes_to_the_log_and_the_status_to_the_terminal(tmp_path, 
         os.write(2, b"Writing model shards: 100%\n")
         subprocess.run(["echo", "(EngineCore pid=2) INFO engine started"], check=True)
         prefect_like.info("Finished in state Completed()")
+        sft = logging.getLogger("oreal_core.models.sft")
+        sft.info("SFT warm-up of the tiny policy")
+        for check in (100, 200, 300):
+            sft.info("sft step %d: loss 0.2", check)  # the same phase going on: no new line
         lib.info("starting the vllm rollout engine on runs/sft/tiny")
         lib.info("run r: steps 0..2 of 3", extra={RESULT: True})
         for step in range(3):
@@ -40,11 +44,12 @@ def test_engine_output_goes_to_the_log_and_the_status_to_the_terminal(tmp_path, 
     for noise in ("reloading weights inplace", "Writing model shards", "engine started", "Finished in state"):
         assert noise in logged and noise not in out + err
     lines = out.splitlines()
-    assert lines[0] == "starting the vllm rollout engine on runs/sft/tiny"  # a phase, shown once it starts
-    assert lines[1] == "run r: steps 0..2 of 3"
-    assert [line.split(" [")[0] for line in lines[2:5]] == ["step 1/3", "step 2/3", "step 3/3"]
-    assert "ETA 0m06s | accuracy 0.5 loss 0.25 kl 0.001 | rollout 1.7s verify 0.3s score 0.0s train 0.8s" in lines[2]
-    assert lines[5:] == ["warning: judge host h1 is down", "warning: entropy_collapse: health/entropy 0.01 < 0.02",
+    assert "sft step 300" in logged and "sft step" not in out
+    assert lines[:2] == ["SFT warm-up of the tiny policy", "starting the vllm rollout engine on runs/sft/tiny"]
+    assert lines[2] == "run r: steps 0..2 of 3"
+    assert [line.split(" [")[0] for line in lines[3:6]] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert "ETA 0m06s | accuracy 0.5 loss 0.25 kl 0.001 | rollout 1.7s verify 0.3s score 0.0s train 0.8s" in lines[3]
+    assert lines[6:] == ["warning: judge host h1 is down", "warning: entropy_collapse: health/entropy 0.01 < 0.02",
                          f"error: the verify stage failed (details: {log_path})"]
     # After the console: the terminal is the terminal again.
     os.write(1, b"back on the terminal\n")
