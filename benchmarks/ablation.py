@@ -50,17 +50,11 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")  # as the Makefile
-sys.path.insert(0, str(REPO))
+from bench_env import REPO  # noqa: E402 - sets the environment before the pipeline is imported
 
 CONFIG = "demo-cpu"
 BENCH = "synthetic"

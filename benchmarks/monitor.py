@@ -33,18 +33,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")  # as the Makefile
-sys.path.insert(0, str(REPO))
+import bench_env  # noqa: F401 - sets the environment before the pipeline is imported
 
 
 def _median_s(fn, repeat: int) -> float:
