@@ -68,8 +68,9 @@ def _verdict(pid, idx, outcome, source="rule", rule=None, reason="rule: checked"
 
 
 def _clean_step():
-    rows = [(_sample(f"p{i}", j, WORK + f"So the answer is \\boxed{{{i + j}}}."), _verdict(f"p{i}", j, "correct"))
-            for i in range(2) for j in range(2)]
+    """Two prompts, each with one correct and one wrong sample: a group that still teaches."""
+    rows = [(_sample(f"p{i}", j, WORK + f"So the answer is \\boxed{{{i + j}}}."),
+             _verdict(f"p{i}", j, "correct" if j == 0 else "incorrect")) for i in range(2) for j in range(2)]
     return [s for s, _ in rows], [v for _, v in rows]
 
 
