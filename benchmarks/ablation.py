@@ -12,6 +12,11 @@ steps, from the same SFT policy, evaluated greedy on the same held-out problems:
 | oreal_no_bc | OREAL without BC normalisation | loss.variant=oreal_no_bc |
 | oreal_no_rm | + Behaviour cloning (OREAL without token RM: the demo's config) | (none) |
 | oreal | + Importance sampling (full OREAL: token RM) | token_rm.enabled=true algo.selection=pair actor.freeze_steps=2 |
+| oreal_rm_all | (ours) full OREAL, RM and actor on all samples | as oreal, algo.selection=all |
+| oreal_implicit | (ours) full OREAL, PRIME-style implicit token RM | as oreal, token_rm.kind=implicit |
+
+The last two are not in ``--rows`` by default: they test why the token RM does not learn
+(docs/token-rm.md, "Making it learn").
 
 Rows 1-4 train every sample of every group (``algo.selection: all``, the reference's
 ``oreal_wo_tokenrm`` configs, ``filter_trajectory=False``); full OREAL follows the
@@ -68,7 +73,15 @@ ROWS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "oreal_no_rm": ("OREAL without token RM (demo)", "+ Behaviour cloning: 87.6 (+1.0)", ()),
     "oreal": ("full OREAL (token RM)", "+ Importance sampling: 89.0 (+1.4)",
               ("token_rm.enabled=true", "algo.selection=pair", "actor.freeze_steps=2")),
+    # Issue 17 item 3, making the RM learn: the same RM trained on every sample (is 1+1
+    # selection what starves it?), and a PRIME-style implicit RM (the policy LM itself).
+    "oreal_rm_all": ("full OREAL, RM and actor on all samples", "(no row)",
+                     ("token_rm.enabled=true", "algo.selection=all", "actor.freeze_steps=2")),
+    "oreal_implicit": ("full OREAL, implicit token RM", "(no row)",
+                       ("token_rm.enabled=true", "token_rm.kind=implicit", "algo.selection=pair",
+                        "actor.freeze_steps=2")),
 }
+PAPER_ROWS = ("reinforce", "grpo", "oreal_no_bc", "oreal_no_rm", "oreal")  # the default --rows
 RM_METRICS = ("rm/within_pair_accuracy", "rm/auc", "rm/bce", "rm/w_pos_mean", "rm/w_neg_mean",
               "rm/zero_weight_frac", "rm/loc_auroc", "rm/loc_hit_frac")
 # t(0.975, df): the two-sided 95 % Student quantile (no scipy in the venv)
@@ -82,6 +95,10 @@ def interval(values: list[float]) -> tuple[float, float, float]:
         return mean, mean, mean
     half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+def has_rm(row: str) -> bool:
+    return "token_rm.enabled=true" in ROWS[row][2]
 
 
 def run_one(row: str, seed: int, common: tuple[str, ...], root: Path, with_start_eval: bool) -> dict:
@@ -133,7 +150,7 @@ def run_metrics(spec, row: str) -> dict:
     from oreal_core.store.query import run_query
 
     cfg = spec.load()
-    names = ("accuracy", *RM_METRICS) if row == "oreal" else ("accuracy",)
+    names = ("accuracy", *RM_METRICS) if has_rm(row) else ("accuracy",)
     quoted = ", ".join(f"'{n}'" for n in names)
     rows = json.loads(run_query(cfg, f"SELECT name, step, value FROM metrics WHERE run_id = '{spec.run_id}' "
                                      f"AND name IN ({quoted}) ORDER BY step", fmt="json"))
@@ -166,11 +183,12 @@ def markdown(results: list[dict], start: float, rows: list[str], args) -> str:
         wall = statistics.fmean(r["wall_s"] for r in mine)
         lines.append(f"| {ROWS[row][0]} | {ROWS[row][1]} | {mean:+.1f} [{low:+.1f}, {high:+.1f}] | {seeds} | "
                      f"{final:.1f} | {wall:.0f} |")
-    rm = [r for r in results if r["row"] == "oreal" and "rm/bce" in r]
-    if rm:
-        lines += ["", "Full OREAL, rm/ metrics averaged over each run's steps (then over seeds): " + ", ".join(
-            f"{n.removeprefix('rm/')} {statistics.fmean(r[n] for r in rm if n in r):.4g}"
-            for n in RM_METRICS if any(n in r for r in rm))]
+    for row in (r for r in rows if has_rm(r)):
+        rm = [r for r in results if r["row"] == row and "rm/bce" in r]
+        if rm:
+            lines += ["", f"{ROWS[row][0]}, rm/ metrics averaged over each run's steps (then over seeds): " + ", ".join(
+                f"{n.removeprefix('rm/')} {statistics.fmean(r[n] for r in rm if n in r):.4g}"
+                for n in RM_METRICS if any(n in r for r in rm))]
     return "\n".join(lines)
 
 
@@ -186,7 +204,7 @@ def summary_json(results: list[dict], start: float, rows: list[str], args, wall:
                  "gains": [round(g, 4) for g in gains], "seeds": [r["seed"] for r in mine],
                  "final_pass1": [round(r["final_pass1"], 4) for r in mine],
                  "wall_s": round(sum(r["wall_s"] for r in mine), 1)}
-        if row == "oreal":
+        if has_rm(row):
             entry |= {n: round(statistics.fmean(r[n] for r in mine if n in r), 4)
                       for n in RM_METRICS if any(n in r for r in mine)}
         out_rows.append(entry)
@@ -199,7 +217,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--problems", type=int, default=500, help="held-out problems (greedy pass@1)")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(PAPER_ROWS), help=f"of {list(ROWS)}")
     parser.add_argument("--out", default="runs/ablation", help="folder for the runs' lakes and checkpoints")
     args = parser.parse_args()
     rows = args.rows.split(",")

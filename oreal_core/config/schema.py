@@ -336,6 +336,11 @@ class TokenRMConfig:
     """The on-policy token-level reward model (OREAL_SPEC.md §2)."""
 
     enabled: bool = True
+    # "head": the reference's RM, the policy's body with a zero-initialised scalar head.
+    # "implicit": a copy of the whole policy LM scoring s_t = implicit_beta * log(pi_rm/pi_ref)
+    # of each sampled token (PRIME-style; docs/token-rm.md, "Making it learn").
+    kind: Literal["head", "implicit"] = "head"
+    implicit_beta: float = 1.0
     weighting: Literal["threshold", "topk"] = "threshold"
     pos_threshold: float = 0.5
     neg_threshold: float = 0.5
@@ -346,6 +351,7 @@ class TokenRMConfig:
         _check(0.0 <= self.pos_threshold < 1.0, "pos_threshold", self.pos_threshold, "must be in [0, 1)")
         _check(0.0 <= self.neg_threshold < 1.0, "neg_threshold", self.neg_threshold, "must be in [0, 1)")
         _check(0.0 < self.topk_ratio <= 1.0, "topk_ratio", self.topk_ratio, "must be in (0, 1]")
+        _check(self.implicit_beta > 0.0, "implicit_beta", self.implicit_beta, "must be > 0")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ runs the whole computation:
 
 * :class:`ResponseLogProbs`: log pi(y_t | x, y_<t) and the policy's entropy, (B, T);
 * :class:`TokenRewardModel`: the policy's transformer with its LM head replaced by a
-  bias-free Linear(hidden -> 1), zero-initialised so every score starts at 0 (q = 0.5).
+  bias-free Linear(hidden -> 1), zero-initialised so every score starts at 0 (q = 0.5);
+* :class:`ImplicitTokenRM` (``token_rm.kind: implicit``): the whole policy LM, whose token
+  score is beta * log(pi_rm / pi_ref) of the sampled token (PRIME's implicit process reward,
+  arXiv 2502.01456); also 0 everywhere at the start, since pi_rm = pi_ref.
+
+Both RMs take the same arguments (the targets and the reference's log-probs, which only the
+implicit one reads), so the trainer calls either alike.
 
 Only the hidden states at response positions go through a head, so a 150k-token vocab
 costs (B, T, V) logits, not (B, L, V).
@@ -103,9 +109,32 @@ class TokenRewardModel(nn.Module):
         nn.init.zeros_(self.head.weight)  # as the reference's lazy init leaves it: s_t = 0, q = 0.5
         self.head.to(next(backbone.parameters()).dtype)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                targets: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None) -> torch.Tensor:
         hidden = hidden_at(self.backbone, input_ids, attention_mask, positions)
         return self.head(hidden).squeeze(-1).float()
+
+
+class ImplicitTokenRM(nn.Module):
+    """A copy of the policy LM as token RM: s_t = beta * (log pi_rm(y_t) - log pi_ref(y_t)), (B, T) fp32.
+
+    Trained by the same sequence BCE as the head RM, the gradient moves the log-probs of the
+    sampled tokens: the RM starts from the policy's own likelihood (which tells a group's
+    correct sample from its incorrect one better than a linear probe on its hidden states,
+    docs/token-rm.md) instead of from a zero head on top of them.
+    """
+
+    def __init__(self, model: PreTrainedModel, beta: float) -> None:
+        super().__init__()
+        self.lm = ResponseLogProbs(model)
+        self.beta = beta
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                targets: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None or ref_logp is None:
+            raise ValueError("ImplicitTokenRM: needs the response targets and the reference's log-probs")
+        logp, _ = self.lm(input_ids, attention_mask, positions, targets)
+        return self.beta * (logp - ref_logp.float())
 
 
 def build_actor(spec: LoadSpec) -> ResponseLogProbs:
@@ -119,7 +148,9 @@ def build_reference(spec: LoadSpec, device: torch.device) -> ResponseLogProbs:
     return ref.eval().to(device)
 
 
-def build_token_rm(spec: LoadSpec) -> TokenRewardModel:
+def build_token_rm(spec: LoadSpec, kind: str = "head", beta: float = 1.0) -> TokenRewardModel | ImplicitTokenRM:
     model = load_causal_lm(spec)
+    if kind == "implicit":
+        return ImplicitTokenRM(model, beta).train()
     backbone = model.base_model  # the LM head is dropped with ``model``
     return TokenRewardModel(backbone, model.config.hidden_size).train()

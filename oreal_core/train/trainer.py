@@ -70,7 +70,8 @@ class Trainer:
         self.actor = build_engine(build_actor(train_spec), cfg.train, cfg.actor.optim, train_spec.dtype)
         self.rm: Engine | None = None
         if cfg.token_rm.enabled:
-            self.rm = build_engine(build_token_rm(train_spec), cfg.train, cfg.token_rm.optim, train_spec.dtype)
+            rm = build_token_rm(train_spec, cfg.token_rm.kind, cfg.token_rm.implicit_beta)
+            self.rm = build_engine(rm, cfg.train, cfg.token_rm.optim, train_spec.dtype)
         ref_spec = load_spec(cfg.model, cfg.model.reference or self.policy_dir, on_gpu)
         self.reference = build_reference(ref_spec, self.device)
         model_cfg = self.actor.engine.module.model.config
@@ -121,7 +122,10 @@ class Trainer:
         records: dict[int, TokenRMRecord] = {}
         for mb in self._micro_batches(local):  # idle ones too: a ZeRO-3 forward gathers parameters collectively
             mb = mb.to(self.device)
-            scores = self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions)
+            ref_logp = None
+            if self.cfg.token_rm.kind == "implicit":  # its scores are log-ratios to the reference
+                ref_logp, _ = self.reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+            scores = self._rm_scores(mb, ref_logp)
             if mb.rows:
                 records.update(_records(mb, scores, self._token_weights(scores, mb), local, shard))
         return _gather_records(records, batch)
@@ -174,7 +178,7 @@ class Trainer:
     def _idle_micro_step(self, mb: MicroBatch, frozen: bool) -> None:
         """Zero-loss backward passes that only join the other ranks' gradient reductions."""
         if self.rm:
-            self.rm.engine.backward(self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions).sum() * 0.0)
+            self.rm.engine.backward(self._rm_scores(mb, torch.zeros(mb.targets.shape, device=mb.targets.device)).sum() * 0.0)
         if not frozen:
             logp, _ = self.actor.engine(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
             self.actor.engine.backward(logp.sum() * 0.0)
@@ -189,7 +193,7 @@ class Trainer:
             ref_logp, _ = self.reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
         weights, records = None, {}
         if self.rm:
-            scores = self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions)
+            scores = self._rm_scores(mb, ref_logp)
             weights = self._token_weights(scores.detach(), mb)
             rm_loss, rm_metrics = sequence_loss(scores, mb.mask, mb.is_positive)
             if not bool(torch.isfinite(rm_loss.detach())):
@@ -208,6 +212,10 @@ class Trainer:
         sums.add_actor(metrics, entropy, mb)
         sums.add_mismatch(logp, mb)
         return records
+
+    def _rm_scores(self, mb: MicroBatch, ref_logp: torch.Tensor | None) -> torch.Tensor:
+        """The token RM's scores (B, T) of a micro-batch; ``ref_logp`` is read by the implicit RM only."""
+        return self.rm.engine(mb.input_ids, mb.attention_mask, mb.positions, mb.targets, ref_logp)
 
     def _token_weights(self, scores: torch.Tensor, mb: MicroBatch) -> torch.Tensor:
         rm_cfg = self.cfg.token_rm

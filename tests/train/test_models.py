@@ -55,3 +55,22 @@ def test_token_rm_backbone_is_a_copy_of_the_policy(spec):
 def test_missing_model_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an HF model directory"):
         load_spec(ModelConfig(), tmp_path / "nope", on_gpu=False)
+
+
+def test_implicit_token_rm_scores_are_beta_times_the_log_ratio_to_the_reference(spec):
+    """PRIME-style RM: s_t = beta * (log pi_rm(y_t) - log pi_ref(y_t)); 0 while it equals the policy."""
+    rm, reference = build_token_rm(spec, kind="implicit", beta=0.5), build_actor(spec).eval()
+    (mb,) = micro_batches(list(toy_batch(0).samples), budget=10_000, pad_id=0)
+    with torch.no_grad():
+        ref_logp, _ = reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+        scores = rm(mb.input_ids, mb.attention_mask, mb.positions, mb.targets, ref_logp)
+        assert scores.shape == mb.mask.shape and scores.dtype == torch.float32
+        assert torch.count_nonzero(scores) == 0  # a copy of the reference: log-ratio 0, q = 0.5
+        assert torch.count_nonzero(token_weights(scores, mb.mask, mb.is_positive)) == 0
+        rm.lm.model.lm_head.weight.add_(0.01 * torch.randn_like(rm.lm.model.lm_head.weight))
+        moved = rm(mb.input_ids, mb.attention_mask, mb.positions, mb.targets, ref_logp)
+        logp, _ = rm.lm(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+    torch.testing.assert_close(moved, 0.5 * (logp - ref_logp))
+    assert torch.count_nonzero(moved[mb.mask]) > 0
+    with pytest.raises(ValueError, match="reference's log-probs"):
+        rm(mb.input_ids, mb.attention_mask, mb.positions)

@@ -258,3 +258,24 @@ def test_bf16_step_on_gpu(policy_dir, tmp_path):
     result = trainer.train_step(toy_batch(0))
     assert result.status is StepStatus.TRAINED and math.isfinite(result.metrics.as_dict()["loss"])
     assert all(torch.isfinite(w).all() for w in trainer.actor_weights().values())
+
+
+def test_implicit_token_rm_learns_the_outcome_and_scores_ahead_as_it_trains(policy_dir, tmp_path):
+    """token_rm.kind=implicit: the whole policy LM as RM, scored against the reference. It starts
+    at q = 0.5 (BCE log 2, zero weights) like the head RM, separates the toy outcomes after a few
+    steps, and the score stage's look-ahead gives the weights the step trains with."""
+    cfg = load_config("tiny-cpu", [*CONSTANT_LR, *RUN, "token_rm.kind=implicit", "token_rm.implicit_beta=1.0"])
+    trainer = Trainer(cfg, policy_dir, tmp_path)
+    results = []
+    for step in range(4):
+        batch = toy_batch(step, seed=step)
+        ahead = trainer.score_tokens(batch)
+        results.append(trainer.train_step(batch))
+        for a, b in zip(ahead, results[-1].token_rm, strict=True):
+            assert a.scores == pytest.approx(b.scores, abs=1e-5) and a.weights == pytest.approx(b.weights, abs=1e-5)
+    first, last = results[0].metrics.as_dict(), results[-1].metrics.as_dict()
+    assert first["rm_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert all(s == 0.0 for r in results[0].token_rm for s in r.scores)
+    assert last["rm_loss"] < first["rm_loss"] and last["rm_logit_pos"] > last["rm_logit_neg"]
+    assert last["rm_accuracy"] == 1.0
+    assert any(w > 0 for r in results[-1].token_rm for w in r.weights)
