@@ -42,10 +42,10 @@ demo: $(STAMP)
 smollm2: $(STAMP)
 	$(BIN)/oreal import-gguf
 
-# Every benchmark but the ablation study (~50 min: `.venv/bin/python benchmarks/ablation.py`);
-# bench_env.py is their shared set-up, not a benchmark.
+# Every benchmark but the two ~50-min studies (`.venv/bin/python benchmarks/ablation.py`,
+# `benchmarks/smollm2.py`); bench_env.py is their shared set-up, not a benchmark.
 bench: $(STAMP)
-	for b in benchmarks/*.py; do case $$b in */ablation.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
+	for b in benchmarks/*.py; do case $$b in */ablation.py|*/smollm2.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,8 +14,9 @@ steps, from the same SFT policy, evaluated greedy on the same held-out problems:
 | oreal | + Importance sampling (full OREAL: token RM) | token_rm.enabled=true algo.selection=pair actor.freeze_steps=2 |
 | oreal_rm_all | (ours) full OREAL, RM and actor on all samples | as oreal, algo.selection=all |
 | oreal_implicit | (ours) full OREAL, PRIME-style implicit token RM | as oreal, token_rm.kind=implicit |
+| oreal_likelihood | (ours) full OREAL, likelihood token RM | as oreal, token_rm.kind=likelihood implicit_beta=5 |
 
-The last two are not in ``--rows`` by default: they test why the token RM does not learn
+The last three are not in ``--rows`` by default: they test why the token RM does not learn
 (docs/token-rm.md, "Making it learn").
 
 Rows 1-4 train every sample of every group (``algo.selection: all``, the reference's
@@ -80,6 +81,9 @@ ROWS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "oreal_implicit": ("full OREAL, implicit token RM", "(no row)",
                        ("token_rm.enabled=true", "token_rm.kind=implicit", "algo.selection=pair",
                         "actor.freeze_steps=2")),
+    "oreal_likelihood": ("full OREAL, likelihood token RM", "(no row)",
+                         ("token_rm.enabled=true", "token_rm.kind=likelihood", "token_rm.implicit_beta=5.0",
+                          "algo.selection=pair", "actor.freeze_steps=2")),
 }
 PAPER_ROWS = ("reinforce", "grpo", "oreal_no_bc", "oreal_no_rm", "oreal")  # the default --rows
 RM_METRICS = ("rm/within_pair_accuracy", "rm/auc", "rm/bce", "rm/w_pos_mean", "rm/w_neg_mean",

@@ -338,8 +338,9 @@ class TokenRMConfig:
     enabled: bool = True
     # "head": the reference's RM, the policy's body with a zero-initialised scalar head.
     # "implicit": a copy of the whole policy LM scoring s_t = implicit_beta * log(pi_rm/pi_ref)
-    # of each sampled token (PRIME-style; docs/token-rm.md, "Making it learn").
-    kind: Literal["head", "implicit"] = "head"
+    # of each sampled token (PRIME-style); "likelihood": the same LM scoring
+    # implicit_beta * (log pi_rm(y_t) + entropy of pi_rm at t) (docs/token-rm.md, "Making it learn").
+    kind: Literal["head", "implicit", "likelihood"] = "head"
     implicit_beta: float = 1.0
     weighting: Literal["threshold", "topk"] = "threshold"
     pos_threshold: float = 0.5

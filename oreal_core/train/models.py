@@ -10,7 +10,10 @@ runs the whole computation:
   bias-free Linear(hidden -> 1), zero-initialised so every score starts at 0 (q = 0.5);
 * :class:`ImplicitTokenRM` (``token_rm.kind: implicit``): the whole policy LM, whose token
   score is beta * log(pi_rm / pi_ref) of the sampled token (PRIME's implicit process reward,
-  arXiv 2502.01456); also 0 everywhere at the start, since pi_rm = pi_ref.
+  arXiv 2502.01456); also 0 everywhere at the start, since pi_rm = pi_ref. With
+  ``token_rm.kind: likelihood`` the baseline is the RM's own expected log-prob instead of
+  the reference's: s_t = beta * (log pi_rm(y_t) + H(pi_rm(. | y_<t))), how much likelier the
+  sampled token was than a typical draw, which starts from the policy's own likelihood.
 
 Both RMs take the same arguments (the targets and the reference's log-probs, which only the
 implicit one reads), so the trainer calls either alike.
@@ -124,17 +127,19 @@ class ImplicitTokenRM(nn.Module):
     docs/token-rm.md) instead of from a zero head on top of them.
     """
 
-    def __init__(self, model: PreTrainedModel, beta: float) -> None:
+    def __init__(self, model: PreTrainedModel, beta: float, baseline: str = "reference") -> None:
         super().__init__()
         self.lm = ResponseLogProbs(model)
         self.beta = beta
+        self.baseline = baseline  # "reference": log pi_ref(y_t); "entropy": -H of the RM's own distribution
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
                 targets: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None) -> torch.Tensor:
-        if targets is None or ref_logp is None:
+        if targets is None or (ref_logp is None and self.baseline == "reference"):
             raise ValueError("ImplicitTokenRM: needs the response targets and the reference's log-probs")
-        logp, _ = self.lm(input_ids, attention_mask, positions, targets)
-        return self.beta * (logp - ref_logp.float())
+        logp, entropy = self.lm(input_ids, attention_mask, positions, targets)  # entropy: no gradient
+        baseline = ref_logp.float() if self.baseline == "reference" else -entropy
+        return self.beta * (logp - baseline)
 
 
 def build_actor(spec: LoadSpec) -> ResponseLogProbs:
@@ -150,7 +155,7 @@ def build_reference(spec: LoadSpec, device: torch.device) -> ResponseLogProbs:
 
 def build_token_rm(spec: LoadSpec, kind: str = "head", beta: float = 1.0) -> TokenRewardModel | ImplicitTokenRM:
     model = load_causal_lm(spec)
-    if kind == "implicit":
-        return ImplicitTokenRM(model, beta).train()
+    if kind in ("implicit", "likelihood"):
+        return ImplicitTokenRM(model, beta, "reference" if kind == "implicit" else "entropy").train()
     backbone = model.base_model  # the LM head is dropped with ``model``
     return TokenRewardModel(backbone, model.config.hidden_size).train()

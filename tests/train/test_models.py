@@ -74,3 +74,15 @@ def test_implicit_token_rm_scores_are_beta_times_the_log_ratio_to_the_reference(
     assert torch.count_nonzero(moved[mb.mask]) > 0
     with pytest.raises(ValueError, match="reference's log-probs"):
         rm(mb.input_ids, mb.attention_mask, mb.positions)
+
+
+def test_likelihood_token_rm_scores_the_sampled_tokens_against_the_rms_own_expectation(spec):
+    """token_rm.kind=likelihood: s_t = beta * (log pi_rm(y_t) + H_t), no reference needed; it starts
+    from the policy's likelihood (nonzero), and a token likelier than a typical draw scores > 0."""
+    rm = build_token_rm(spec, kind="likelihood", beta=2.0)
+    (mb,) = micro_batches(list(toy_batch(0).samples), budget=10_000, pad_id=0)
+    with torch.no_grad():
+        scores = rm(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+        logp, entropy = rm.lm(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+    torch.testing.assert_close(scores, 2.0 * (logp + entropy))
+    assert torch.count_nonzero(scores[mb.mask]) == int(mb.mask.sum())
