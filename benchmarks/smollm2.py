@@ -108,8 +108,8 @@ def pass1_part(cfg, policy: Path, args, out: Path, drawn: list) -> dict:
     with open_engine(policy, cfg) as engine, Verifier(cfg.verifier, seed=cfg.run.seed) as verifier:
         for bench, limit in (("gsm8k", args.gsm8k), ("synthetic", args.synthetic)):
             bench_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, limit=limit))
-            summary = evaluate(bench_cfg, policy, run_id="smollm2-start", benches=[bench], step=0, engine=engine,
-                               verifier=verifier).bench(bench)
+            summary = evaluate(bench_cfg, policy, run_id=f"smollm2-start-{bench}", benches=[bench], step=0,
+                               engine=engine, verifier=verifier).bench(bench)  # a run per limit (config)
             result[bench] = {"problems": summary.problems, "pass1": round(summary.pass1.value, 4),
                              "low": round(summary.pass1.low, 4), "high": round(summary.pass1.high, 4),
                              "mean_tokens": round(summary.mean_tokens, 1),
@@ -127,7 +127,7 @@ def _eval_records(cfg, bench: str) -> list[dict]:
     from oreal_core.store.query import run_query
 
     return json.loads(run_query(cfg, "SELECT problem_id, sample_idx, response, finish_reason FROM eval "
-                                     f"WHERE run_id = 'smollm2-start' AND bench = '{bench}'", fmt="json"))
+                                     f"WHERE run_id = 'smollm2-start-{bench}'", fmt="json"))
 
 
 def judge_part(cfg, policy: Path, args, out: Path, drawn: list) -> dict:
