@@ -119,12 +119,14 @@ class TokenRewardModel(nn.Module):
 
 
 class ImplicitTokenRM(nn.Module):
-    """A copy of the policy LM as token RM: s_t = beta * (log pi_rm(y_t) - log pi_ref(y_t)), (B, T) fp32.
+    """A copy of the policy LM as token RM: s_t = beta * (log pi_rm(y_t) - baseline_t), (B, T) fp32.
 
-    Trained by the same sequence BCE as the head RM, the gradient moves the log-probs of the
-    sampled tokens: the RM starts from the policy's own likelihood (which tells a group's
-    correct sample from its incorrect one better than a linear probe on its hidden states,
-    docs/token-rm.md) instead of from a zero head on top of them.
+    The baseline is the reference's log-prob of the token (``implicit``) or minus the RM's own
+    entropy at t (``likelihood``). Trained by the same sequence BCE as the head RM, so the
+    gradient moves the log-probs of the sampled tokens rather than a head on the hidden
+    states. Tried because the policy's log-probability separates a group's correct sample
+    from its incorrect one better than a probe on its hidden states; on the tiny task
+    neither kind learns (docs/token-rm.md, "Making it learn").
     """
 
     def __init__(self, model: PreTrainedModel, beta: float, baseline: str = "reference") -> None:
