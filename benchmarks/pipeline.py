@@ -78,8 +78,9 @@ def _iterations(steps: int) -> list[dict]:
             # from (the next rollout loads the new ones), so the same seed gives the same samples.
             cfg = session.cfg.rollout
             sampling = replace(SamplingSpec.from_rollout(cfg), seed=cfg.seed + step)
+            prompts, engine = session.step_prompts(step), session.engine_at(step)  # no reload: it holds step's weights
             t = time.perf_counter()
-            session.engine_at(step).generate(session.step_prompts(step), sampling)  # no reload: it holds step's weights
+            engine.generate(prompts, sampling)
             raw_generate = time.perf_counter() - t
             raw_train = raw_model.time(session.scored_batch(step))
             rows.append({"iter_s": wall, **{f"{s}_s": v for s, v in stages.items()},

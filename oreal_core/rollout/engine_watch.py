@@ -15,6 +15,7 @@ into every pending utility future for ``collective_rpc``) and the call fails wit
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +24,6 @@ from contextlib import contextmanager, suppress
 from multiprocessing import connection
 
 from oreal_core.rollout.base import RolloutEngineError
-
-POLL_S = 0.25  # how often a waiting watch also checks that its call is still in flight
 
 
 class EngineDied(RuntimeError):
@@ -65,8 +64,13 @@ class EngineWatch:
     def watching(self, what: str) -> Iterator[None]:
         """Run a blocking engine call; a death during it fails the call, never hangs it."""
         self.check()
-        done = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(done,), name="oreal-engine-watch", daemon=True)
+        if not self._processes:  # in-process EngineCore: nothing to watch
+            yield
+            return
+        # The watcher waits on the sentinels and on this pipe: ending the call wakes it at
+        # once, so the join costs nothing (a timed poll cost up to its period, every call).
+        call_over, end_call = multiprocessing.Pipe(duplex=False)
+        watcher = threading.Thread(target=self._watch, args=(call_over,), name="oreal-engine-watch", daemon=True)
         watcher.start()
         try:
             yield
@@ -76,18 +80,19 @@ class EngineWatch:
                 raise self._error(f"died during {what}") from exc
             raise
         finally:
-            done.set()
+            end_call.send_bytes(b"")
             watcher.join()
+            call_over.close()
+            end_call.close()
 
-    def _watch(self, done: threading.Event) -> None:
+    def _watch(self, call_over: connection.Connection) -> None:
         sentinels = {proc.sentinel: proc for proc in self._processes}
-        while sentinels and not done.is_set():
-            dead = connection.wait(list(sentinels), timeout=POLL_S)
-            if dead:
-                for sentinel in dead:
-                    self._record(sentinels[sentinel])
-                self._wake_caller()
-                return
+        ready = connection.wait([call_over, *sentinels])
+        dead = [sentinels[s] for s in ready if s is not call_over]
+        if dead:
+            for proc in dead:
+                self._record(proc)
+            self._wake_caller()
 
     def _record(self, proc) -> None:
         # Reap it, so that the exit code is known: its sentinel closes a moment before the

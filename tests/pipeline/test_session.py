@@ -55,3 +55,21 @@ def test_a_run_records_its_environment_and_a_resume_elsewhere_is_warned_about(tm
     RunSession(RunSpec("r", "tiny-cpu", overrides)).close()
     assert f"threads.torch: {started['threads']['torch']} -> 64" in caplog.text
     assert RunSession(RunSpec("r", "tiny-cpu", overrides)).lake.run("r").environment == started  # the start's
+
+
+def test_step_prompts_run_epochs_over_a_seeded_shuffle_whatever_the_order_steps_are_read(tmp_path):
+    policy = build_tiny_policy(tmp_path / "policy")
+    overrides = (f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt", f"model.policy={policy}",
+                 "data.synthetic.train_size=50", "data.prompts_per_step=16")
+    first = RunSession(RunSpec("a", "tiny-cpu", overrides))
+    forward = [[p.prompt_id for p in first.step_prompts(step)] for step in range(7)]  # 112 draws: 3 epochs
+    first.close()
+    second = RunSession(RunSpec("b", "tiny-cpu", overrides))
+    # Steps read out of order (a resumed run, the three stages of a step) draw the same prompts.
+    assert [[p.prompt_id for p in second.step_prompts(step)] for step in (6, 3, 0, 5, 1, 4, 2)] == \
+        [forward[step] for step in (6, 3, 0, 5, 1, 4, 2)]
+    second.close()
+    drawn = [pid for step in forward for pid in step]
+    epochs = [drawn[:50], drawn[50:100]]
+    assert all(sorted(e) == sorted(set(e)) and len(set(e)) == 50 for e in epochs)  # each prompt once an epoch
+    assert epochs[0] != epochs[1]  # each epoch its own shuffle
