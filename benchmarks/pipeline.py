@@ -10,6 +10,9 @@ the same engine and weights right after each iteration:
 * a bare step of the step's kept samples: actor forward + backward + AdamW step (plain
   torch, no DeepSpeed, one micro-batch) and the reference forward.
 
+The same generate on the HF engine (``rollout.engine: hf``, same weights) is timed too:
+vLLM stays the default engine; the line says which is faster for this policy.
+
 Orchestration is the iteration's wall time minus the four stages' own time (Prefect flow
 and task runs, the artifact, result handling). Run once on the ephemeral Prefect API and,
 with ``--api server``, against a real local Prefect server (started and stopped here).
@@ -59,16 +62,19 @@ def _iterations(steps: int) -> list[dict]:
     from flows.train import iteration_settings, rl_iteration
     from oreal_core.pipeline.session import RunSpec, close_session, session_for
     from oreal_core.rollout import SamplingSpec
+    from oreal_core.rollout.hf_engine import HFEngine
 
     root = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     spec = RunSpec("bench", "demo-cpu", (f"run.total_steps={steps}", "run.eval_every=0", "sft.cache_dir=runs/sft",
                                          f"store.uri={root}/lake", f"train.checkpoint_dir={root}/ckpt"))
     session = session_for(spec)
     raw_model = _RawStep(session)
+    hf = HFEngine(session.start_policy, stop_word=session.cfg.rollout.stop_word)  # rollout.engine=hf, for item 4
     quiet = iteration_settings()
     rows = []
     try:
         for step in range(steps):
+            hf.load_weights(session.trainer_at(step).actor_weights(), policy_version=step)
             start = time.perf_counter()
             with quiet:
                 metrics = rl_iteration(spec, step)
@@ -82,10 +88,13 @@ def _iterations(steps: int) -> list[dict]:
             t = time.perf_counter()
             engine.generate(prompts, sampling)
             raw_generate = time.perf_counter() - t
+            t = time.perf_counter()
+            hf.generate(prompts, sampling)
+            hf_generate = time.perf_counter() - t
             raw_train = raw_model.time(session.scored_batch(step))
             rows.append({"iter_s": wall, **{f"{s}_s": v for s, v in stages.items()},
                          "orchestration_s": wall - sum(stages.values()),
-                         "raw_generate_s": raw_generate, "raw_train_s": raw_train,
+                         "raw_generate_s": raw_generate, "hf_generate_s": hf_generate, "raw_train_s": raw_train,
                          "raw_s": raw_generate + raw_train})
     finally:
         close_session(spec.run_id)
@@ -191,6 +200,8 @@ def main() -> None:
               f" + score {r['score_s']:.2f} + train {r['train_s']:.2f} + orchestration {r['orchestration_s']:.2f}")
         print(f"  {'':<9} raw compute {r['raw_s']:.2f} s (generate {r['raw_generate_s']:.2f} + train step "
               f"{r['raw_train_s']:.2f});  iteration / raw = {r['ratio']:.2f}x")
+        print(f"  {'':<9} the same rollout on the HF engine (rollout.engine=hf): {r['hf_generate_s']:.2f} s, "
+              f"{r['hf_generate_s'] / r['raw_generate_s']:.2f}x vLLM's")
     print(json.dumps({api: {k: round(v, 3) for k, v in r.items()} for api, r in results.items()}))
 
 
