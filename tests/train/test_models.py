@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from oreal_core.algo.token_rm import prefix_probability, token_weights
 from oreal_core.config import ModelConfig
 from oreal_core.train.batching import micro_batches
-from oreal_core.train.models import build_actor, build_token_rm, load_spec
+from oreal_core.train.models import build_actor, build_reference, build_token_rm, load_spec
 from tests.train.conftest import toy_batch
 
 
@@ -29,6 +29,16 @@ def test_log_probs_equal_a_full_hf_forward_and_ignore_padding(spec):
             torch.testing.assert_close(logp[row, :r], expected, rtol=1e-5, atol=1e-5)
             ent = -(full[p - 1:p + r - 1].exp() * full[p - 1:p + r - 1]).sum(-1)
             torch.testing.assert_close(entropy[row, :r], ent, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_gives_the_actors_log_probs_without_the_entropy_nobody_reads(spec):
+    actor, reference = build_actor(spec).eval(), build_reference(spec, torch.device("cpu"))
+    (mb,) = micro_batches(list(toy_batch(0, prompts=3).samples), budget=10_000, pad_id=0)
+    with torch.no_grad():
+        logp, entropy = actor(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+    ref_logp, ref_entropy = reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
+    assert ref_entropy is None and entropy is not None
+    assert torch.equal(ref_logp, logp)
 
 
 def test_token_rm_starts_at_zero_scores_so_q_is_one_half_and_weights_zero(spec):
