@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from oreal_core.config import StoreConfig, load_config
+from oreal_core.models.tiny import build_tiny_policy
 from oreal_core.pipeline.session import RunSession, RunSpec
 from oreal_core.store import ConfigMismatch, Lake, PromptsMismatch, RunLocked
 from oreal_core.store.runlock import acquire_run_lock, lock_path
@@ -53,13 +54,18 @@ def test_the_lock_lives_in_the_run_folder_locally_and_in_the_checkpoint_folder_o
     assert lock_path(s3, "r1", tmp_path / "ckpt" / "r1") == tmp_path / "ckpt" / "r1" / "run.lock"
 
 
-def _cfg(tmp_path: Path, *more: str):
-    return load_config("tiny-cpu", [f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt", *more])
+@pytest.fixture
+def run_cfg(tmp_path):
+    """tiny-cpu in tmp_path from a given policy: opening a run records (and so builds) its start
+    policy, and the default one is the SFT warm-up, minutes in the repo's runs/sft."""
+    policy = build_tiny_policy(tmp_path / "policy")
+    return lambda *more: load_config("tiny-cpu", [f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt",
+                                                  f"model.policy={policy}", *more])
 
 
 def _session(cfg, run_id: str = "r1") -> RunSession:
     """A RunSession holding only what _open_run and close use: the real __init__ also loads the
-    prompts and the start policy, which opening a run does not need."""
+    prompts and inspects the policy, which opening a run does not need."""
     session = object.__new__(RunSession)
     session.spec, session.cfg, session.run_id = RunSpec(run_id), cfg, run_id
     session.lake = Lake.open(cfg.store)
@@ -68,26 +74,26 @@ def _session(cfg, run_id: str = "r1") -> RunSession:
     return session
 
 
-def test_two_sessions_of_one_run_cannot_both_open_it(tmp_path):
-    first = _session(_cfg(tmp_path))
+def test_two_sessions_of_one_run_cannot_both_open_it(run_cfg):
+    first = _session(run_cfg())
     with pytest.raises(RunLocked, match=rf"run r1 is already being run by pid {os.getpid()} on host"):
-        _session(_cfg(tmp_path))
-    _session(_cfg(tmp_path), "r2").close()  # other runs are not affected
+        _session(run_cfg())
+    _session(run_cfg(), "r2").close()  # other runs are not affected
     first.close()
-    _session(_cfg(tmp_path)).close()  # close() gave the run back
+    _session(run_cfg()).close()  # close() gave the run back
 
 
-def test_a_refused_open_does_not_keep_the_lock(tmp_path):
-    _session(_cfg(tmp_path)).close()
+def test_a_refused_open_does_not_keep_the_lock(run_cfg):
+    _session(run_cfg()).close()
     with pytest.raises(ConfigMismatch):
-        _session(_cfg(tmp_path, "loss.kl_coef=0.5"))
-    _session(_cfg(tmp_path)).close()
+        _session(run_cfg("loss.kl_coef=0.5"))
+    _session(run_cfg()).close()
 
 
-def test_a_resume_with_changed_prompts_is_refused_naming_file_and_hashes(tmp_path):
+def test_a_resume_with_changed_prompts_is_refused_naming_file_and_hashes(tmp_path, run_cfg):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"question": "1+1", "gold_answer": "2"}\n')
-    cfg = _cfg(tmp_path, f"data.prompts={prompts}")
+    cfg = run_cfg(f"data.prompts={prompts}")
     _session(cfg).close()
     started = Lake.open(cfg.store).run("r1").prompts_hash
     assert started and started.startswith("sha256:")
