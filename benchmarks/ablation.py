@@ -111,7 +111,7 @@ def run_one(row: str, seed: int, common: tuple[str, ...], root: Path, with_start
     policy's evaluation with the run's engine. Returns its figures."""
     from prefect import flow
 
-    from flows.train import iteration_settings, rl_iteration
+    from flows.train import iteration_runs, rl_iteration
     from oreal_core.pipeline.session import RunSpec, close_session, session_for
     from tasks.evaluate import evaluate_task
 
@@ -129,9 +129,8 @@ def run_one(row: str, seed: int, common: tuple[str, ...], root: Path, with_start
                 start = evaluate_task(spec, 0, "start")
                 out["start_pass1"] = start[f"eval/{BENCH}/pass1"]
             total = session.cfg.run.total_steps
-            settings = iteration_settings()
-            for step in range(total):
-                with settings:
+            with iteration_runs():
+                for step in range(total):
                     rl_iteration(spec, step)
             final = evaluate_task(spec, total, "final")
             out["final_pass1"] = final[f"eval/{BENCH}/pass1"]

@@ -124,7 +124,7 @@ def announce_s(run_id: str) -> float:
 def measure(steps: int, config: str, repeat: int) -> dict:
     from prefect import flow
 
-    from flows.train import iteration_settings, rl_iteration
+    from flows.train import iteration_runs, rl_iteration
     from oreal_core.pipeline.session import RunSpec, close_session, session_for
 
     root = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
@@ -135,18 +135,17 @@ def measure(steps: int, config: str, repeat: int) -> dict:
     @flow(name="monitor-benchmark")
     def parent() -> list[dict]:  # each iteration a subflow run of one parent, as oreal-train runs them
         session = session_for(spec)
-        quiet = iteration_settings()
         rows = []
         try:
-            for step in range(steps):
-                start = time.perf_counter()
-                with quiet:
+            with iteration_runs():
+                for step in range(steps):
+                    start = time.perf_counter()
                     rl_iteration(spec, step)
-                row = {"iter_s": time.perf_counter() - start, "health_s": health_s(session, step, repeat),
-                       **trainer_s(session, step, repeat), "alarms_s": alarms_s(session, step, repeat)}
-                row["trainer_s"] = row["collate_s"] + row["mismatch_s"] + row["entropy_s"]
-                row["monitor_s"] = row["health_s"] + row["trainer_s"] + row["alarms_s"]
-                rows.append(row)
+                    row = {"iter_s": time.perf_counter() - start, "health_s": health_s(session, step, repeat),
+                           **trainer_s(session, step, repeat), "alarms_s": alarms_s(session, step, repeat)}
+                    row["trainer_s"] = row["collate_s"] + row["mismatch_s"] + row["entropy_s"]
+                    row["monitor_s"] = row["health_s"] + row["trainer_s"] + row["alarms_s"]
+                    rows.append(row)
         finally:
             close_session(spec.run_id)
         return rows

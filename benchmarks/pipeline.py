@@ -59,7 +59,7 @@ def measure(steps: int) -> dict:
 
 
 def _iterations(steps: int) -> list[dict]:
-    from flows.train import iteration_settings, rl_iteration
+    from flows.train import iteration_runs, rl_iteration
     from oreal_core.pipeline.session import RunSpec, close_session, session_for
     from oreal_core.rollout import SamplingSpec
     from oreal_core.rollout.hf_engine import HFEngine
@@ -70,35 +70,55 @@ def _iterations(steps: int) -> list[dict]:
     session = session_for(spec)
     raw_model = _RawStep(session)
     hf = HFEngine(session.start_policy, stop_word=session.cfg.rollout.stop_word)  # rollout.engine=hf, for item 4
-    quiet = iteration_settings()
+    server = PrefectServerCPU()
     rows = []
     try:
-        for step in range(steps):
-            hf.load_weights(session.trainer_at(step).actor_weights(), policy_version=step)
-            start = time.perf_counter()
-            with quiet:
+        with iteration_runs():
+            for step in range(steps):
+                hf.load_weights(session.trainer_at(step).actor_weights(), policy_version=step)
+                server_before, start = server.seconds(), time.perf_counter()
                 metrics = rl_iteration(spec, step)
-            wall = time.perf_counter() - start
-            stages = {s: metrics[f"time/{s}_s"] for s in STAGES}
-            # The raw work of this step: the engine still holds the weights the step sampled
-            # from (the next rollout loads the new ones), so the same seed gives the same samples.
-            cfg = session.cfg.rollout
-            sampling = replace(SamplingSpec.from_rollout(cfg), seed=cfg.seed + step)
-            prompts, engine = session.step_prompts(step), session.engine_at(step)  # no reload: it holds step's weights
-            t = time.perf_counter()
-            engine.generate(prompts, sampling)
-            raw_generate = time.perf_counter() - t
-            t = time.perf_counter()
-            hf.generate(prompts, sampling)
-            hf_generate = time.perf_counter() - t
-            raw_train = raw_model.time(session.scored_batch(step))
-            rows.append({"iter_s": wall, **{f"{s}_s": v for s, v in stages.items()},
-                         "orchestration_s": wall - sum(stages.values()),
-                         "raw_generate_s": raw_generate, "hf_generate_s": hf_generate, "raw_train_s": raw_train,
-                         "raw_s": raw_generate + raw_train})
+                wall, server_cpu = time.perf_counter() - start, server.seconds() - server_before
+                stages = {s: metrics[f"time/{s}_s"] for s in STAGES}
+                # The raw work of this step: the engine still holds the weights the step sampled
+                # from (the next rollout loads the new ones), so the same seed gives the same samples.
+                cfg = session.cfg.rollout
+                sampling = replace(SamplingSpec.from_rollout(cfg), seed=cfg.seed + step)
+                prompts, engine = session.step_prompts(step), session.engine_at(step)  # no reload: it holds step's weights
+                t = time.perf_counter()
+                engine.generate(prompts, sampling)
+                raw_generate = time.perf_counter() - t
+                t = time.perf_counter()
+                hf.generate(prompts, sampling)
+                hf_generate = time.perf_counter() - t
+                raw_train = raw_model.time(session.scored_batch(step))
+                rows.append({"iter_s": wall, **{f"{s}_s": v for s, v in stages.items()},
+                             "orchestration_s": wall - sum(stages.values()), "server_cpu_s": server_cpu,
+                             "raw_generate_s": raw_generate, "hf_generate_s": hf_generate, "raw_train_s": raw_train,
+                             "raw_s": raw_generate + raw_train})
     finally:
         close_session(spec.run_id)
     return rows
+
+
+class PrefectServerCPU:
+    """CPU seconds used by the Prefect API server (the ephemeral one this process started, or
+    the local server the benchmark started): on a shared machine they are the run's too."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        top = psutil.Process(os.getppid())  # the benchmark's own process: both kinds descend from it
+        self._servers = [p for p in top.children(recursive=True)
+                         if p.pid != os.getpid() and "prefect" in " ".join(p.cmdline())]
+
+    def seconds(self) -> float:
+        total = 0.0
+        for process in self._servers:
+            for p in (process, *process.children(recursive=True)):
+                times = p.cpu_times()
+                total += times.user + times.system
+        return total
 
 
 class _RawStep:
@@ -200,6 +220,8 @@ def main() -> None:
               f" + score {r['score_s']:.2f} + train {r['train_s']:.2f} + orchestration {r['orchestration_s']:.2f}")
         print(f"  {'':<9} raw compute {r['raw_s']:.2f} s (generate {r['raw_generate_s']:.2f} + train step "
               f"{r['raw_train_s']:.2f});  iteration / raw = {r['ratio']:.2f}x")
+        print(f"  {'':<9} the Prefect server used {r['server_cpu_s']:.2f} CPU s per iteration (of the "
+              f"{os.cpu_count() * r['iter_s']:.1f} the machine's cores had)")
         print(f"  {'':<9} the same rollout on the HF engine (rollout.engine=hf): {r['hf_generate_s']:.2f} s, "
               f"{r['hf_generate_s'] / r['raw_generate_s']:.2f}x vLLM's")
     print(json.dumps({api: {k: round(v, 3) for k, v in r.items()} for api, r in results.items()}))

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import SettingsContext, get_settings_context
+from prefect.context import AsyncClientContext, SettingsContext, get_settings_context
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows.monitor import check_step
 from oreal_core.eval.history import best_checkpoint
@@ -51,7 +54,9 @@ from tasks.stages import rollout_task, score_task, train_task, verify_task
 logging.getLogger("oreal_core").setLevel(logging.INFO)
 
 
-@flow(name="rl-iteration", flow_run_name="{spec.run_id}-step-{step}")
+# Called only by ``train`` with its own RunSpec and step: no pydantic model built per call to
+# validate them (~10 ms of each tiny iteration).
+@flow(name="rl-iteration", flow_run_name="{spec.run_id}-step-{step}", validate_parameters=False)
 def rl_iteration(spec: RunSpec, step: int) -> dict[str, float]:
     """One OREAL iteration: rollout -> verify -> score -> train (see the module docstring),
     between two health checks (docs/health.md): the previous step's ``stop`` alarms under the
@@ -100,17 +105,16 @@ def _train_steps(spec: RunSpec, session) -> dict:
     if every and first == 0:
         evals[0] = evaluate_task(spec, 0, "start")
     history = []
-    quiet = iteration_settings()
-    for step in range(first, total):
-        start = time.perf_counter()
-        with quiet:
+    with iteration_runs():
+        for step in range(first, total):
+            start = time.perf_counter()
             metrics = rl_iteration(spec, step)
-        history.append(metrics)
-        seconds = time.perf_counter() - start
-        logger.info(progress_line(step, total, metrics, seconds), extra=step_record(step, total, metrics, seconds))
-        if every and ((step + 1) % every == 0 or step + 1 == total):
-            evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
-            logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]), extra={RESULT: True})
+            history.append(metrics)
+            seconds = time.perf_counter() - start
+            logger.info(progress_line(step, total, metrics, seconds), extra=step_record(step, total, metrics, seconds))
+            if every and ((step + 1) % every == 0 or step + 1 == total):
+                evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
+                logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]), extra={RESULT: True})
     best = None
     if evals:  # the reference's README: the last checkpoint is often not the best; keep the best by eval
         found = best_checkpoint(session.cfg, spec.run_id, session.cfg.eval.benchmarks[0])
@@ -121,16 +125,28 @@ def _train_steps(spec: RunSpec, session) -> dict:
             "evals": evals, "best_checkpoint": best, "lake": session.lake.location.uri}
 
 
-def iteration_settings() -> SettingsContext:
-    """Prefect settings for the iteration subflows: no heartbeat thread of their own.
+@contextmanager
+def iteration_runs() -> Iterator[None]:
+    """What the iteration subflows run under, entered once around the loop over steps.
 
-    Prefect joins a flow run's heartbeat thread when the run ends, waiting out its 1 s sleep:
-    0.5-1 s of every iteration (issue 12's profile). The parent flow run, in the same
-    process, keeps sending heartbeats for the whole run, so a dead process is still seen.
-    Built once per run: constructing Settings costs ~50 ms.
+    * No heartbeat thread of their own. Prefect joins a flow run's heartbeat thread when the
+      run ends, waiting out its 1 s sleep: 0.5-1 s of every iteration (issue 12's profile).
+      The parent flow run, in the same process, keeps sending heartbeats for the whole run,
+      so a dead process is still seen.
+    * One async API client for all of them. Each subflow run records its task run in the
+      parent flow run from Prefect's event-loop thread through ``get_client()``, which builds
+      a new httpx client (~27 ms: its TLS context) and connection per call unless an
+      ``AsyncClientContext`` bound to that loop is current. This opens one there and makes
+      it current here; Prefect's calls carry this thread's context over to that loop.
     """
     settings = get_current_settings().copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-    return SettingsContext(profile=get_settings_context().profile, settings=settings)
+    clients = AsyncClientContext()
+    run_coro_as_sync(clients.client.__aenter__())  # binds the client to Prefect's event loop
+    try:
+        with SettingsContext(profile=get_settings_context().profile, settings=settings), clients:
+            yield
+    finally:
+        run_coro_as_sync(clients.client.__aexit__(None, None, None))
 
 
 def _pass1_text(scores: dict[str, float]) -> str:
