@@ -42,10 +42,11 @@ demo: $(STAMP)
 smollm2: $(STAMP)
 	$(BIN)/oreal import-gguf
 
-# Every benchmark but the two ~50-min studies (`.venv/bin/python benchmarks/ablation.py`,
-# `benchmarks/smollm2.py`); bench_env.py is their shared set-up, not a benchmark.
+# Every benchmark but the ~50-min studies (`.venv/bin/python benchmarks/ablation.py`,
+# `benchmarks/smollm2.py`) and the comparison with an older commit (step_time_vs_revision.py,
+# ~15 min, git worktrees); bench_env.py is their shared set-up, not a benchmark.
 bench: $(STAMP)
-	for b in benchmarks/*.py; do case $$b in */ablation.py|*/smollm2.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
+	for b in benchmarks/*.py; do case $$b in */ablation.py|*/smollm2.py|*/step_time_vs_revision.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

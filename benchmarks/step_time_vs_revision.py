@@ -42,8 +42,10 @@ def worktree(rev: str, root: Path) -> Path:
     path = root / rev
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(path), rev],
                    check=True, capture_output=True)
+    cache = REPO / "runs" / "sft"
+    cache.mkdir(parents=True, exist_ok=True)  # the first run builds the SFT policy here if it is missing
     (path / "runs").mkdir(exist_ok=True)
-    (path / "runs" / "sft").symlink_to(REPO / "runs" / "sft")
+    (path / "runs" / "sft").symlink_to(cache)
     return path
 
 
