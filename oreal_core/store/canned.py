@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oreal_core.pipeline.health import REPEAT_NGRAM, REPETITIVE_RATIO
 from oreal_core.store.layout import check_run_id
+from oreal_core.verify.signatures import REPEAT_NGRAM, REPETITIVE_RATIO
 
 ACCURACY_BY_STEP = """
 SELECT step,

@@ -14,7 +14,7 @@ DuckDB matches ``allowed_directories`` against an s3:// URL as a plain string pr
 HTTP layer resolves ``..``, so ``s3://b/lake/../other/x`` would pass a prefix check and read
 outside the lake, however the string was built.
 
-Three scalar functions of oreal_core.pipeline.health are registered on every connection, so
+Three scalar functions of oreal_core.verify.signatures are registered on every connection, so
 the reward-hacking signatures that have no exact SQL spelling (answer normalisation, brace
 matching, token n-grams) are queried with the very code that computes the health metrics:
 ``oreal_distinct_boxed(response)``, ``oreal_boxed_without_work(response)`` and
@@ -32,12 +32,12 @@ import duckdb
 import pyarrow as pa
 from duckdb.sqltypes import BOOLEAN, DOUBLE, INTEGER, VARCHAR
 
-from oreal_core.pipeline import health
 from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.filesystems import StoreLocation, redact
 from oreal_core.store.lake import Lake
 from oreal_core.store.manifest import RunManifest
 from oreal_core.store.schemas import TABLES
+from oreal_core.verify import signatures
 
 VIEWS = (*TABLES, "runs")
 
@@ -104,14 +104,14 @@ def _create_runs_view(con: duckdb.DuckDBPyConnection, manifests: list[RunManifes
 
 
 def _register_health_functions(con: duckdb.DuckDBPyConnection) -> None:
-    """health.py's per-response signature functions as SQL scalars (NULL in, NULL out): one
+    """oreal_core/verify/signatures.py's per-response functions as SQL scalars (NULL in, NULL out): one
     definition for the metric and for the query that lists the samples behind it. DuckDB
     wants exactly one Python parameter per SQL argument, hence the lambdas over the
     functions' defaults (the same defaults the metrics use)."""
-    con.create_function("oreal_distinct_boxed", health.distinct_boxed, [VARCHAR], INTEGER, side_effects=False)
-    con.create_function("oreal_boxed_without_work", lambda response: health.boxed_without_work(response),
+    con.create_function("oreal_distinct_boxed", signatures.distinct_boxed, [VARCHAR], INTEGER, side_effects=False)
+    con.create_function("oreal_boxed_without_work", lambda response: signatures.boxed_without_work(response),
                         [VARCHAR], BOOLEAN, side_effects=False)
-    con.create_function("oreal_repeated_ngram_ratio", lambda tokens: health.repeated_ngram_ratio(tokens),
+    con.create_function("oreal_repeated_ngram_ratio", lambda tokens: signatures.repeated_ngram_ratio(tokens),
                         [duckdb.list_type(INTEGER)], DOUBLE, side_effects=False)
 
 

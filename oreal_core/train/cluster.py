@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from oreal_core.config import OrealConfig
+from oreal_core.train.launcher import launcher_command
 
 # The flow-run pod's settings (deploy/prefect.yaml, work pool oreal-gpu; the tests compare them).
 NAMESPACE = "oreal"
@@ -119,9 +120,6 @@ def _split(endpoint: str, key: str) -> tuple[str, int]:
 def render_worker_manifests(cfg: OrealConfig, run_id: str, image: str = IMAGE,
                             namespace: str = NAMESPACE) -> list[dict]:
     """The two Services and the worker Job of ``run_id``'s group, as Kubernetes objects."""
-    # Imported here: group.py imports this module to start the nodes.
-    from oreal_core.train.group import launcher_command
-
     names = group_names(cfg, namespace)
     t = cfg.train
     command = launcher_command(cfg, t.control_endpoint, t.rdzv_endpoint, run_id, hosts_rendezvous=False)

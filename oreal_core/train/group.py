@@ -27,7 +27,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -45,6 +44,7 @@ from oreal_core.train.cluster import (
     start_remote_nodes,
     stop_remote_nodes,
 )
+from oreal_core.train.launcher import launcher_command
 from oreal_core.train.results import TokenRMRecord, TrainStepResult, read_result
 from oreal_core.types import ScoredBatch
 
@@ -63,25 +63,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("", 0))
         return int(sock.getsockname()[1])
-
-
-def launcher_command(cfg: OrealConfig, control: str, rdzv: str, run_id: str, hosts_rendezvous: bool = True) -> list[str]:
-    """The command that starts one node's ranks. The run's own node hosts the c10d rendezvous
-    (``is_host``: its endpoint may be a Service name that matches no local hostname); the
-    other nodes of a cluster job run the same command with ``hosts_rendezvous=False``."""
-    train = cfg.train
-    worker = ["oreal_core.train.group_worker", "--control", control]
-    if train.launcher == "deepspeed":
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_nodes", str(train.nnodes),
-               "--num_gpus", str(train.nproc_per_node)]
-        if train.hostfile:
-            cmd += ["--hostfile", train.hostfile]
-        host, _, port = rdzv.rpartition(":")
-        return [*cmd, "--master_addr", host, "--master_port", port, "--module", *worker]
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(train.nnodes),
-            "--nproc-per-node", str(train.nproc_per_node), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv,
-            "--rdzv-id", run_id, "--rdzv-conf", f"is_host={int(hosts_rendezvous)}", "--max-restarts", "0",
-            "--monitor-interval", "0.5", "-m", *worker]
 
 
 def trainer_gpus(cfg: OrealConfig) -> list[str] | None:

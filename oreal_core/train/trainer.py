@@ -101,6 +101,13 @@ class Trainer:
         self.next_step += 1
         if not batch.samples:
             result = self._skipped(batch.step, "empty kept set: no prompt had 0 < pass rate < 1 this step")
+        elif self.rm is None and not any(s.advantage for s in batch.samples):
+            # algo.selection=all keeps the groups with p in {0, 1} at zero advantage; when every
+            # group is such, only the KL term would train, i.e. a full forward/backward to pull the
+            # actor back toward the reference. The reference's filtered configs never train such a
+            # step; a token RM would still learn from the outcomes, so it is kept then.
+            result = self._skipped(batch.step, f"no advantage: all {len(batch.samples)} kept samples are in groups "
+                                               "whose samples are all correct or all wrong", len(batch.samples))
         else:
             validate_samples(batch.samples, self.vocab_size)
             result = self._train(batch)
@@ -235,10 +242,11 @@ class Trainer:
         return TrainStepResult(step=step, status=StepStatus.REFUSED, actor_updated=False,
                                metrics=StepMetrics.of(step, {"refused": 1.0}), reason=message, bad_term=term)
 
-    def _skipped(self, step: int, reason: str) -> TrainStepResult:
+    def _skipped(self, step: int, reason: str, zero_advantage_samples: int = 0) -> TrainStepResult:
         log.warning("step %d skipped: %s", step, reason)
+        metrics = {"skipped": 1.0, "num_samples": 0.0, "skipped_zero_advantage_samples": float(zero_advantage_samples)}
         return TrainStepResult(step=step, status=StepStatus.SKIPPED, actor_updated=False,
-                               metrics=StepMetrics.of(step, {"skipped": 1.0, "num_samples": 0.0}), reason=reason)
+                               metrics=StepMetrics.of(step, metrics), reason=reason)
 
     # ------------------------------------------------------------------ checkpoints
 

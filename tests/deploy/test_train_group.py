@@ -24,7 +24,7 @@ from oreal_core.train.cluster import (
     start_remote_nodes,
     stop_remote_nodes,
 )
-from oreal_core.train.group import launcher_command
+from oreal_core.train.launcher import launcher_command
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "deploy" / "k8s" / "train-group.yaml"

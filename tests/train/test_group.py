@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from oreal_core.config import load_config
 from oreal_core.pipeline.session import RunSession, RunSpec
 from oreal_core.pipeline.stages import STAGE_TABLES, run_stage
-from oreal_core.train.group import TrainGroup, TrainGroupError, launcher_command, trainer_gpus
+from oreal_core.train.group import TrainGroup, TrainGroupError, trainer_gpus
+from oreal_core.train.launcher import launcher_command
 from tests.train.conftest import toy_batch
 
 STAGES = tuple(STAGE_TABLES)

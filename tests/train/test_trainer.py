@@ -229,6 +229,19 @@ def test_one_step_moves_positive_log_probs_up_and_negative_down(run_c):
     assert_same(dict(run_c.reference.state_dict()), ref_before)
 
 
+def test_a_step_without_advantage_is_skipped_when_no_token_rm_learns_from_it(run_c):
+    """algo.selection=all on a step whose every group is all right or all wrong: only the KL
+    term would train, so no forward/backward is spent and the skip is recorded."""
+    before, step = params(run_c.actor.engine), run_c.next_step
+    no_signal = replace(toy_batch(step, seed=12), samples=tuple(replace(s, advantage=0.0)
+                                                                for s in toy_batch(step, seed=12).samples))
+    result = run_c.train_step(no_signal)
+    assert result.status is StepStatus.SKIPPED and not result.actor_updated and "no advantage" in result.reason
+    assert result.metrics.as_dict()["skipped_zero_advantage_samples"] == len(no_signal.samples)
+    assert_same(params(run_c.actor.engine), before)
+    assert run_c.train_step(toy_batch(step + 1, seed=13)).status is StepStatus.TRAINED
+
+
 def test_out_of_memory_names_the_micro_batch_size():
     (mb,) = micro_batches(list(toy_batch(0, prompts=2).samples), budget=10_000, pad_id=0)
     with pytest.raises(MicroBatchOutOfMemoryError, match=r"micro-batch of 4 samples x \d+ tokens.*micro_batch_tokens \(now 512\)"), \
