@@ -26,17 +26,12 @@ def main() -> None:
     args = _parse()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from oreal_core.config import load_config
-    from oreal_core.data.prompts import problem_prompt
-    from oreal_core.data.synthetic import generate
-    from oreal_core.data.tasks import synthetic_spec
     from oreal_core.models.tiny import build_tiny_policy, load_tokenizer
     from oreal_core.rollout import SamplingSpec, open_engine
 
     cfg = load_config(args.config)
     policy = Path(args.policy) if args.policy else build_tiny_policy(Path(tempfile.mkdtemp()) / "tiny", seed=0)
-    tokenizer = load_tokenizer(policy)
-    problems = generate(synthetic_spec(cfg.data.synthetic), "train", args.prompts, seed=123)
-    prompts = [problem_prompt(p, tokenizer, cfg.data.system_prompt) for p in problems]
+    prompts = synthetic_prompts(cfg, load_tokenizer(policy), args.prompts)
     spec = SamplingSpec.from_rollout(cfg.rollout)
     started = time.perf_counter()
     with open_engine(policy, cfg) as engine:
@@ -44,6 +39,16 @@ def main() -> None:
         rows, _ = compare_with_raw(engine, prompts, spec, args.rounds)
     print(json.dumps(report(rows, f"{args.prompts} prompts x K={spec.n}", init_s)
                      | {"prompts": args.prompts, "k": spec.n, "rounds": args.rounds}))
+
+
+def synthetic_prompts(cfg, tokenizer, count: int) -> list:
+    """``count`` chat prompts of the config's synthetic task (its train split, a fixed seed)."""
+    from oreal_core.data.prompts import problem_prompt
+    from oreal_core.data.synthetic import generate
+    from oreal_core.data.tasks import synthetic_spec
+
+    problems = generate(synthetic_spec(cfg.data.synthetic), "train", count, seed=123)
+    return [problem_prompt(p, tokenizer, cfg.data.system_prompt) for p in problems]
 
 
 def compare_with_raw(engine, prompts: Sequence, spec, rounds: int) -> tuple[list[tuple[int, str, int, float]], list]:

