@@ -45,7 +45,13 @@ def judge(smollm2_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(judge, smollm2_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("smollm2-run")
-    overrides = [f"model.policy={smollm2_dir}", f"verifier.judge.hosts=[\"{judge.host}\"]", "run.total_steps=2",
+    # The config's own task and defaults are the learning run's (benchmarks/smollm2_learn.py); this
+    # run switches on everything the model can be (token RM, judge) on the mixed prompt file.
+    overrides = [f"model.policy={smollm2_dir}", "verifier.judge.enabled=true", f"verifier.judge.hosts=[\"{judge.host}\"]",
+                 "token_rm.enabled=true", "actor.freeze_steps=1", "data.prompts=oreal_core/data/train/smollm2_mix.jsonl",
+                 "data.shuffle=false", "data.prompts_per_step=4", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=192",
+                 "run.eval_every=0",
+                 "run.total_steps=2",
                  f"store.uri={root}/lake", f"train.checkpoint_dir={root}/ckpt"]
     start = time.perf_counter()
     result = train(CONFIG, overrides, RUN)
