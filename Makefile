@@ -42,11 +42,13 @@ demo: $(STAMP)
 smollm2: $(STAMP)
 	$(BIN)/oreal import-gguf
 
-# Every benchmark but the ~50-min studies (`.venv/bin/python benchmarks/ablation.py`,
-# `benchmarks/smollm2.py`) and the comparison with an older commit (step_time_vs_revision.py,
-# ~15 min, git worktrees); bench_env.py is their shared set-up, not a benchmark.
+# Every benchmark but the long studies (`.venv/bin/python benchmarks/ablation.py`,
+# `benchmarks/smollm2.py`, ~50 min; smollm2_learn.py, ~60 min; judge_constrained.py, ~20 min;
+# smollm2_task.py and rollout_roofline.py, ~10 min, on SmolLM2 from `make smollm2`) and the
+# comparison with an older commit (step_time_vs_revision.py, ~15 min, git worktrees); gpu_check.py
+# is the GPU machine's check (docs/training.md); bench_env.py is their shared set-up, not a benchmark.
 bench: $(STAMP)
-	for b in benchmarks/*.py; do case $$b in */ablation.py|*/smollm2.py|*/step_time_vs_revision.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
+	for b in benchmarks/*.py; do case $$b in */ablation.py|*/gpu_check.py|*/judge_constrained.py|*/smollm2.py|*/smollm2_learn.py|*/smollm2_task.py|*/rollout_roofline.py|*/step_time_vs_revision.py|*/bench_env.py) ;; *) $(BIN)/python $$b || exit 1;; esac; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -132,11 +132,8 @@ def _eval_records(cfg, bench: str) -> list[dict]:
 
 def judge_part(cfg, policy: Path, args, out: Path, drawn: list) -> dict:
     """The served judge on every drawn sample, through the run's Verifier (judge_when: always)."""
-    import dataclasses
-
-    from oreal_core.types import Outcome, VerdictSource
     from oreal_core.verify.serve import JudgeServer
-    from oreal_core.verify.verifier import Verifier, VerifyItem
+    from oreal_core.verify.verifier import VerifyItem
 
     if not drawn:
         raise SystemExit("--parts judge needs samples: run it with rollout and/or pass1 before it")
@@ -144,29 +141,51 @@ def judge_part(cfg, policy: Path, args, out: Path, drawn: list) -> dict:
     started = time.perf_counter()
     with JudgeServer(policy, max_model_len=2048, log_path=out / "judge-vllm.log") as server:
         start_s = time.perf_counter() - started
-        judge = dataclasses.replace(cfg.verifier.judge, hosts=(server.host,))
-        verifier_cfg = dataclasses.replace(cfg.verifier, judge=judge, judge_when="always", cache=False)
-        rule_cfg = dataclasses.replace(verifier_cfg, judge=dataclasses.replace(judge, enabled=False))
-        with Verifier(rule_cfg, seed=cfg.run.seed) as verifier:
-            t0 = time.perf_counter()
-            verifier.verify(items)
-            rule_s = time.perf_counter() - t0
-        with Verifier(verifier_cfg, seed=cfg.run.seed) as verifier:
-            t0 = time.perf_counter()
-            verdicts = verifier.verify(items)
-            both_s = time.perf_counter() - t0
+        verdicts, judge_s = judge_all(cfg, server.host, items)
+    return {"samples": len(items), **judge_figures(verdicts, judge_s), "server_start_s": round(start_s, 1)}
+
+
+def judge_all(cfg, host: str, items: list) -> tuple[list, float]:
+    """The Verdicts of ``items`` with the judge on ``host`` asked for every finished one
+    (``judge_when: always``, no cache), and the judge's seconds: the same verify with the judge
+    off is timed and subtracted."""
+    import dataclasses
+
+    from oreal_core.verify.verifier import Verifier
+
+    judge = dataclasses.replace(cfg.verifier.judge, hosts=(host,), enabled=True)  # the config ships it off
+    verifier_cfg = dataclasses.replace(cfg.verifier, judge=judge, judge_when="always", cache=False)
+    rule_cfg = dataclasses.replace(verifier_cfg, judge=dataclasses.replace(judge, enabled=False))
+    with Verifier(rule_cfg, seed=cfg.run.seed) as verifier:
+        t0 = time.perf_counter()
+        verifier.verify(items)
+        rule_s = time.perf_counter() - t0
+    with Verifier(verifier_cfg, seed=cfg.run.seed) as verifier:
+        t0 = time.perf_counter()
+        verdicts = verifier.verify(items)
+        both_s = time.perf_counter() - t0
+    return verdicts, max(both_s - rule_s, 1e-9)
+
+
+def judge_figures(verdicts: list, judge_s: float) -> dict:
+    """Judge errors and agreement with the rule, where the rule decided (the rule is the
+    reference on these gold answers: exact-match math), overall and per rule verdict."""
+    from oreal_core.types import Outcome, VerdictSource
+
     asked = [v for v in verdicts if v.source is VerdictSource.JUDGE or v.judge_failed]
     decided = [v for v in asked if not v.judge_failed and v.rule_outcome in (Outcome.CORRECT, Outcome.INCORRECT)]
     pairs = Counter((v.rule_outcome.value, v.outcome.value) for v in decided)
     agree = sum(n for (rule, judge_said), n in pairs.items() if rule == judge_said)
-    judge_s = max(both_s - rule_s, 1e-9)
-    return {"samples": len(items), "asked": len(asked), "judge_errors": sum(v.judge_failed for v in asked),
+    by_rule = {rule: (pairs[rule, rule], sum(n for (r, _), n in pairs.items() if r == rule))
+               for rule in ("correct", "incorrect")}
+    errors = sum(v.judge_failed for v in asked)
+    return {"asked": len(asked), "judge_errors": errors, "judge_error_rate": round(errors / max(len(asked), 1), 4),
             "decided": len(decided), "agreement": round(agree / max(len(decided), 1), 4),
+            "agreement_by_rule": {rule: round(a / n, 4) if n else None for rule, (a, n) in by_rule.items()},
             "confusion": {f"rule {r} / judge {j}": n for (r, j), n in sorted(pairs.items())},
             "rule_correct_frac": round(sum(v.rule_outcome is Outcome.CORRECT for v in decided)
                                        / max(len(decided), 1), 4),
             "judge_samples_per_s": round(len(asked) / judge_s, 2), "judge_s": round(judge_s, 1),
-            "server_start_s": round(start_s, 1),
             "replies": Counter((v.judge_reply or "").strip()[:12] for v in asked).most_common(6)}
 
 

@@ -72,6 +72,37 @@ def test_4xx_is_not_retried():
     assert result.correct is None and "HTTP 400" in result.error and len(s.requests) == 1
 
 
+@pytest.mark.parametrize(("kind", "constraint"), [
+    ("generic", {}),
+    ("vllm", {"structured_outputs": {"choice": ["A", "B"]}}),
+    ("lmdeploy", {"response_format": {"type": "regex_schema", "regex_schema": "A|B"}}),
+])
+def test_server_kind_adds_exactly_its_constraint_field(kind, constraint):
+    with ScriptedOpenAI(lambda n, body: Reply(content="B")) as server:
+        [result] = judge_batch(_cfg(server.host, server_kind=kind), [REQUEST])
+        [generic] = judge_batch(_cfg(server.host), [REQUEST])
+    assert result.correct is False and generic.correct is False  # the reply is parsed the same way
+    body, generic_body = server.requests
+    assert body == {**generic_body, **constraint}
+
+
+def test_server_that_ignores_the_constraint_degrades_to_free_text():
+    with ScriptedOpenAI(lambda n, body: Reply(content="I think it is right.")) as server:
+        [result] = judge_batch(_cfg(server.host, server_kind="vllm"), [REQUEST])
+    assert result.correct is None and result.error.startswith("reply is not exactly 'A' or 'B'")
+
+
+@pytest.mark.parametrize(("kind", "field"), [("vllm", "structured_outputs"), ("lmdeploy", "response_format")])
+def test_rejected_constraint_is_a_judge_error_naming_the_key(kind, field):
+    with ScriptedOpenAI(lambda n, body: Reply(400, None, '{"error": "unknown field"}')) as server:
+        [result] = judge_batch(_cfg(server.host, server_kind=kind), [REQUEST])
+        [generic] = judge_batch(_cfg(server.host), [REQUEST])
+    assert result.correct is None and "HTTP 400" in result.error and len(server.requests) == 2
+    assert f"'{field}' field of verifier.judge.server_kind: {kind}" in result.error
+    assert result.error.endswith("set verifier.judge.server_kind: generic")
+    assert "server_kind" not in generic.error  # no constraint was sent: nothing to blame on it
+
+
 def test_garbage_body_and_prose_reply_are_judge_errors_with_raw_text():
     with ScriptedOpenAI(lambda n, body: Reply(content="I believe the candidate is right.")) as s:
         [prose] = judge_batch(_cfg(s.host), [REQUEST])

@@ -72,3 +72,22 @@ def test_discovered_model_name_is_the_served_name(vllm_judge):
     assert body["data"][0]["id"] == "tiny-judge"
     [result] = judge_batch(cfg, [JudgeRequest("q", "1", "1")])
     assert result.reply is not None
+
+
+def test_constrained_reply_is_always_a_letter_where_free_text_is_not(vllm_judge):
+    # The random-weight model is the worst judge there is: left free, almost no reply is a
+    # letter; held to vLLM's structured-outputs choice, every one is.
+    requests = [JudgeRequest(f"What is {n} + 1?", str(n + 1), f"So \\boxed{{{n + n % 3}}}") for n in range(32)]
+    cfg = dataclasses.replace(_judge_cfg(vllm_judge.host), concurrency_per_proc=(8, 8))
+    constrained = judge_batch(dataclasses.replace(cfg, server_kind="vllm"), requests, seed=0)
+    free = judge_batch(cfg, requests, seed=0)
+    assert [r.reply for r in constrained if r.reply not in ("A", "B")] == []
+    assert all(r.error == "" for r in constrained)
+    assert sum(r.correct is None for r in free) > len(requests) / 2
+
+
+def test_vllm_rejects_lmdeploy_constraint_as_a_judge_error_naming_the_key(vllm_judge):
+    [result] = judge_batch(dataclasses.replace(_judge_cfg(vllm_judge.host), server_kind="lmdeploy"),
+                           [JudgeRequest("q", "1", "1")])
+    assert result.correct is None and "HTTP 400" in result.error, result.error
+    assert result.error.endswith("set verifier.judge.server_kind: generic")

@@ -152,6 +152,20 @@ def test_probe_names_every_unreachable_judge_host():
     probe_judge(VerifierConfig())  # no judge configured: nothing to probe
 
 
+def test_probe_grades_once_with_the_constraint_and_names_the_key_on_refusal():
+    def cfg(host: str) -> VerifierConfig:
+        return VerifierConfig(judge=JudgeConfig(enabled=True, hosts=(host,), request_timeout_s=2.0,
+                                                server_kind="vllm"))
+
+    with (ScriptedOpenAI(lambda n, body: Reply(400, None, '{"error": "extra field"}')) as refusing,
+          pytest.raises(JudgeUnavailable, match=r"HTTP 400.*set verifier\.judge\.server_kind: generic")):
+        probe_judge(cfg(refusing.host))
+    with ScriptedOpenAI(lambda n, body: Reply(content="Well, maybe.")) as weak:  # took the field, weak model
+        probe_judge(cfg(weak.host))
+    [body] = weak.requests
+    assert body["structured_outputs"] == {"choice": ["A", "B"]}
+
+
 def test_garbage_judge_reply_is_judge_error_with_raw_text(rule_pool):
     with (ScriptedOpenAI(lambda n, body: Reply(content="Well, maybe.")) as server,
           Verifier(judged_cfg(server.host), pool=rule_pool) as verifier):
