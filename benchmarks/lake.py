@@ -13,8 +13,12 @@
 
     .venv/bin/python benchmarks/lake.py [--samples 1000000] [--keep DIR]
 
+3. Integrity: each query end to end (open the views, run it) with every artefact checked by
+   size only, beside size + sha256 of the tables the query names (what ``oreal query`` does).
+
 Last line: one JSON object with step_write_s, query_s (the SLOWEST typical query, the join
-included), rows (DESIGN.md §8), plus the baselines, the median query and the load average.
+included), rows (DESIGN.md §8), plus the baselines, the median query, the load average and the integrity pair
+(query_size_only_s, query_sha256_s: the slowest query end to end).
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from oreal_core.config import StoreConfig  # noqa: E402
-from oreal_core.store import Lake, SamplingParams, samples_table  # noqa: E402
+from oreal_core.store import Lake, SamplingParams, integrity, samples_table  # noqa: E402
 from oreal_core.store.query import run_query  # noqa: E402
 from oreal_core.store.schemas import TABLES  # noqa: E402
-from oreal_core.store.views import connect  # noqa: E402
+from oreal_core.store.views import connect, tables_named  # noqa: E402
 from oreal_core.types import FinishReason, Prompt, Sample  # noqa: E402
 
 STEP = 1024
@@ -164,6 +168,30 @@ def bench_queries(cfg: StoreConfig) -> tuple[list[tuple[str, float, float]], flo
     return rows, connect_s, cli_s
 
 
+def bench_integrity(cfg: StoreConfig) -> list[tuple[str, float, float]]:
+    """A query end to end (open the views + run it) as ``oreal query`` does it in a fresh
+    process: every artefact checked by size only (what the views did before they checked
+    manifests at all, plus the manifest reads) beside size + sha256 of the tables the query
+    names (integrity.py). The in-process hash cache is emptied before each run."""
+    lake = Lake.open(cfg)
+
+    def once(sql: str, hashed) -> float:
+        integrity._digests.clear()
+        start = time.perf_counter()
+        con = connect(lake, hashed)
+        try:
+            con.sql(sql).fetchall()
+        finally:
+            con.close()
+        return time.perf_counter() - start
+
+    rows = []
+    for name, sql in QUERIES.items():  # alternated, so a change in the machine's load hits both alike
+        pairs = [(once(sql, ()), once(sql, tables_named(sql))) for _ in range(5)]
+        rows.append((name, statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=1_000_000, help="size of the query lake")
@@ -179,7 +207,9 @@ def main() -> None:
             server.stop()
         cfg, rows, build_s = build_lake(root, args.samples)
         query_rows, connect_s, cli_s = bench_queries(cfg)
+        checked = bench_integrity(cfg)
     print_tables(write, query_rows, rows, build_s, connect_s, cli_s)
+    print_integrity(checked)
     slowest = max(r[1] for r in query_rows)
     typical = statistics.median(r[1] for r in query_rows)
     print(json.dumps({"step_write_s": round(write["step_write_s"], 4), "query_s": round(slowest, 4), "rows": rows,
@@ -187,7 +217,9 @@ def main() -> None:
                       "raw_write_s": round(write["raw_write_s"], 4), "lake_write_only_s": round(write["lake_write_only_s"], 4),
                       "step_write_s3_s": round(write.get("step_write_s3_s", float("nan")), 4),
                       "raw_query_s": round(max(r[2] for r in query_rows), 4), "views_connect_s": round(connect_s, 4),
-                      "cli_query_s": round(cli_s, 4), "lake_build_s": round(build_s, 1)}))
+                      "cli_query_s": round(cli_s, 4), "lake_build_s": round(build_s, 1),
+                      "query_size_only_s": round(max(r[1] for r in checked), 4),
+                      "query_sha256_s": round(max(r[2] for r in checked), 4)}))
 
 
 def start_moto():
@@ -223,6 +255,14 @@ def print_tables(write, query_rows, rows, build_s, connect_s, cli_s) -> None:
         print(f"  {name:28s} {ours:12.3f}s {raw:9.3f}s")
     print(f"  opening the lake's views (listing + CREATE VIEW): {connect_s:.3f} s")
     print(f"  run_query end to end (open + accuracy by step):   {cli_s:.3f} s\n")
+
+
+def print_integrity(checked) -> None:
+    print("Integrity: open the views + run the query, fresh hash cache, median of 5 alternated")
+    print(f"  {'query':28s} {'size only':>10s} {'+ sha256':>10s}")
+    for name, before, after in checked:
+        print(f"  {name:28s} {before:9.3f}s {after:9.3f}s")
+    print()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ class SchemaError(StoreError, ValueError):
 
 
 class ChecksumMismatch(StoreError):
-    """A committed artefact's bytes no longer match its manifest."""
+    """A committed artefact's data file does not match its manifest (missing, another size or
+    sha256, or unreadable): one line naming run, step, table and file (integrity.mismatch)."""
 
 
 class StorageUnavailable(StoreError):

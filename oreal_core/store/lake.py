@@ -5,7 +5,8 @@ the Parquet bytes go to ``_staging/<uuid>/``, are moved to their final key, and 
 then is the stage manifest (rows, schema version, config hash, sha256) moved next to
 them. The manifest is the commit: a data file without one (a writer killed between the
 moves) is invisible to ``read``/``artefact``/the DuckDB views and is replaced by the next
-write. A committed artefact is never rewritten unless ``overwrite=True``.
+write. A committed artefact is never rewritten unless ``overwrite=True``. ``read`` checks
+the file's size and sha256 against the manifest (integrity.py) before parsing it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from oreal_core.config import StoreConfig
-from oreal_core.store import layout
+from oreal_core.store import integrity, layout
 from oreal_core.store.errors import (
     ArtefactExists,
     ArtefactNotFound,
-    ChecksumMismatch,
     CodeVersionMismatch,
     ConfigMismatch,
     PromptsMismatch,
@@ -42,6 +42,7 @@ from oreal_core.store.filesystems import (
     storage_error,
     write_durably,
 )
+from oreal_core.store.integrity import Committed
 from oreal_core.store.manifest import RunManifest, StageManifest, code_version, dump, load, utc_now
 from oreal_core.store.records import Record, records_table
 from oreal_core.store.schemas import conform, table_schema
@@ -163,25 +164,33 @@ class Lake:
     def committed(self, run_id: str | Iterable[str] | None = None) -> list[tuple[str, int, str]]:
         """(run_id, step, table) of every committed artefact of one run, of several, or of
         every readable run (``None``)."""
+        return [(c.run_id, c.step, c.table) for c in self.committed_files(run_id)]
+
+    def committed_files(self, run_id: str | Iterable[str] | None = None) -> list[Committed]:
+        """The committed artefacts as ``committed`` finds them, each with its data file's size
+        and mtime from the same listing (None when the data file is missing)."""
         if run_id is None:
             runs = set(self.runs())
         else:
             runs = {layout.check_run_id(r) for r in ([run_id] if isinstance(run_id, str) else run_id)}
+        listing = dict(self._step_files(sorted(runs)))
         found = []
-        for relative in self._step_files(sorted(runs)):
+        for relative in listing:
             parsed = layout.parse_manifest_key(relative)
             if parsed is not None and parsed[0] in runs:
-                found.append(parsed)
-        return sorted(found)
+                data = listing.get(layout.data_key(*parsed))
+                found.append(Committed(*parsed, size=None if data is None else data.size,
+                                       mtime_ns=None if data is None else data.mtime_ns))
+        return sorted(found, key=lambda c: (c.run_id, c.step, c.table))
 
-    def _step_files(self, runs: list[str]) -> Iterator[str]:
-        """Relative paths of the files in the runs' step=<n>/ folders (and, on S3, a few others)."""
+    def _step_files(self, runs: list[str]) -> Iterator[tuple[str, pafs.FileInfo]]:
+        """(relative path, info) of the files in the runs' step=<n>/ folders (and, on S3, a few others)."""
         if not runs:
             return
         if self.location.is_s3:  # flat keys and no links: one listing serves every run
             where = layout.run_dir(runs[0]) if len(runs) == 1 else layout.RUNS_DIR
             for info in self._list(where, recursive=True):
-                yield posixpath.relpath(info.path, self.location.root)
+                yield posixpath.relpath(info.path, self.location.root), info
             return
         for run_id in runs:  # local: list only the two levels of the layout, never following a link loop
             try:
@@ -190,7 +199,7 @@ class Lake:
                 for step in steps:
                     relative = posixpath.relpath(step.path, self.location.root)
                     for info in self._list(relative, recursive=False):
-                        yield posixpath.relpath(info.path, self.location.root)
+                        yield posixpath.relpath(info.path, self.location.root), info
             except StorageUnavailable as exc:
                 log.warning("lake: skipping run %s: %s", run_id, exc)
 
@@ -250,11 +259,16 @@ class Lake:
         if manifest.schema_version != spec.version:
             raise SchemaError(f"run {run_id!r} step {step} table {table!r} was written with schema "
                               f"v{manifest.schema_version}; this code reads v{spec.version}")
-        payload = self._get(layout.data_key(run_id, step, table))
-        if verify and hashlib.sha256(payload).hexdigest() != manifest.sha256:
-            raise ChecksumMismatch(f"run {run_id!r} step {step} table {table!r}: data does not match "
-                                   f"its manifest checksum {manifest.sha256[:12]}...")
-        data = pq.read_table(pa.BufferReader(payload))
+        key = layout.data_key(run_id, step, table)
+        if not self._exists(key):
+            raise integrity.mismatch(run_id, step, table, "the data file is missing")
+        payload = self._get(key)
+        if verify:
+            integrity.check_payload(manifest, payload)
+        try:
+            data = pq.read_table(pa.BufferReader(payload))
+        except (pa.ArrowException, OSError) as exc:  # only with verify=False: a verified file parses
+            raise integrity.mismatch(run_id, step, table, f"not readable as Parquet: {exc}") from None
         return data.add_column(1, "step", pa.array([step] * data.num_rows, pa.int64()))
 
     def read_ref(self, ref: ArtefactRef, *, verify: bool = True) -> pa.Table:
@@ -306,6 +320,12 @@ class Lake:
     def _get(self, relative: str) -> bytes:
         with self._io(f"reading {relative}"), self.location.fs.open_input_stream(self.location.path(relative)) as src:
             return src.read()
+
+    def read_blocks(self, relative: str, size: int) -> Iterator[bytes]:
+        """A file's bytes in blocks of ``size``: hashed without holding a whole file in memory."""
+        with self._io(f"reading {relative}"), self.location.fs.open_input_stream(self.location.path(relative)) as src:
+            while block := src.read(size):
+                yield block
 
     def _move(self, src: str, dst: str) -> None:
         dst_path = self.location.path(dst)

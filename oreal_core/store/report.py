@@ -20,9 +20,10 @@ import pyarrow.compute as pc
 from oreal_core.config import OrealConfig, StoreConfig
 from oreal_core.store import canned, plots
 from oreal_core.store.health_report import is_health_metric, write_health_page
+from oreal_core.store.integrity import Skipped
 from oreal_core.store.lake import Lake
 from oreal_core.store.layout import check_run_id
-from oreal_core.store.views import connect
+from oreal_core.store.views import open_views
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,14 @@ def write_report(cfg: OrealConfig | StoreConfig, run_id: str, out_dir: str | Pat
     manifest = lake.run(check_run_id(run_id))  # RunNotFound names the known runs
     out = Path(out_dir) if out_dir is not None else Path("reports") / run_id
     out.mkdir(parents=True, exist_ok=True)
-    con = connect(lake)
+    con, skipped = open_views(lake)
     try:
         results = {name: _fetch(con, sql, run_id) for name, sql in _QUERIES.items()}
     finally:
         con.close()
     figures = _draw(results, out, token_text)
     health = write_health_page(lake, run_id, results["metrics"], out)
-    summary = _summary(manifest, results, figures, health)
+    summary = _summary(manifest, results, figures, health, [s for s in skipped if s.run_id == run_id])
     (out / "summary.md").write_text(summary)
     return out
 
@@ -120,10 +121,11 @@ def _training_metrics(metrics: pa.Table) -> pa.Table:
     return metrics.filter(pc.invert(is_health_metric(metrics.column("name"))))
 
 
-def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], health: str) -> str:
+def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], health: str,
+             skipped: list[Skipped]) -> str:
     lines = [f"# Run `{manifest.run_id}`", "",
              f"- config hash: `{manifest.config_hash}`", f"- code version: `{manifest.code_version}`",
-             f"- started: {manifest.created_at}", "", *_environment(manifest.environment),
+             f"- started: {manifest.created_at}", "", *_excluded(skipped), *_environment(manifest.environment),
              "## Health", "", health, "", "## Artefacts", "",
              _markdown_table(results["tables"]), "", "## Per step", ""]
     per_step = _per_step(results)
@@ -136,6 +138,15 @@ def _summary(manifest, results: dict[str, pa.Table], figures: list[Figure], heal
               f"oreal query --format csv \"SELECT * FROM scored WHERE run_id = '{manifest.run_id}' AND kept\"",
               "```", ""]
     return "\n".join(lines)
+
+
+def _excluded(skipped: list[Skipped]) -> list[str]:
+    """A figure computed without a damaged artefact must say so where it is read."""
+    if not skipped:
+        return []
+    lines = ["## Excluded artefacts", "", "These files do not match their manifests; every number below "
+             "is computed without them:", ""]
+    return [*lines, *(f"- step {s.step} `{s.table}`: {s.problem}" for s in skipped), ""]
 
 
 def _environment(environment: dict | None) -> list[str]:

@@ -1,7 +1,9 @@
 """DuckDB over the lake: one view per table spanning every run and step.
 
 Views list only *committed* artefacts (those with a stage manifest), so a write in
-flight or a crashed one is never seen. ``step`` comes from the ``step=<n>`` Hive
+flight or a crashed one is never seen, and of those only the ones that match their manifest
+(integrity.py): a swapped, truncated or damaged file is skipped with a warning naming it,
+and the other artefacts and tables answer as before. ``step`` comes from the ``step=<n>`` Hive
 partition; once a table's schema is past v1, ``union_by_name`` lets its view span
 artefacts of older versions that lack a newer column. For ``s3://`` lakes the httpfs extension is loaded from the
 ``duckdb-extension-httpfs`` wheel (never downloaded) and the store's credentials become a
@@ -26,7 +28,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from collections import defaultdict
+from collections.abc import Collection
 
 import duckdb
 import pyarrow as pa
@@ -34,16 +38,28 @@ from duckdb.sqltypes import BOOLEAN, DOUBLE, INTEGER, VARCHAR
 
 from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.filesystems import StoreLocation, redact
+from oreal_core.store.integrity import Committed, Skipped, checked_artefacts
 from oreal_core.store.lake import Lake
 from oreal_core.store.manifest import RunManifest
 from oreal_core.store.schemas import TABLES
 from oreal_core.verify import signatures
 
 VIEWS = (*TABLES, "runs")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection with the lake's views; the caller closes it."""
+def connect(lake: Lake, hashed: Collection[str] = TABLES) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection with the lake's views; the caller closes it.
+
+    Only artefacts that match their manifests are in the views (integrity.checked_artefacts):
+    every one by size, those of the tables in ``hashed`` also by sha256. A caller that knows
+    which tables it reads (run_query) hashes only those; a query cannot read a table it does
+    not name, and a file that fails is skipped with a warning, never breaking another view."""
+    return open_views(lake, hashed)[0]
+
+
+def open_views(lake: Lake, hashed: Collection[str] = TABLES) -> tuple[duckdb.DuckDBPyConnection, list[Skipped]]:
+    """``connect``, plus the artefacts its views skip because they do not match their manifests."""
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     # duckdb 1.5.5 fails with an INTERNAL error ("Attempted to access index N within vector
     # of size N") on min/max of a Hive partition column when the scan covers a single file
@@ -54,10 +70,11 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         if lake.location.is_s3:
             _attach_s3(con, lake.location)
         manifests = lake.run_manifests()  # skips (and names) whatever under runs/ is not a readable run
+        committed = [c for c in lake.committed_files(manifests) if c.table in TABLES]
+        good, skipped = _checked(lake, committed, hashed)
         files: dict[str, list[str]] = defaultdict(list)
-        for run_id, step, table in lake.committed(manifests):
-            if table in TABLES:
-                files[table].append(lake.data_uri(run_id, step, table))
+        for artefact in good:
+            files[artefact.table].append(lake.data_uri(artefact.run_id, artefact.step, artefact.table))
         for table in TABLES:
             _create_view(con, table, files[table])
         _create_runs_view(con, list(manifests.values()))
@@ -71,7 +88,28 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     except Exception:
         con.close()
         raise
-    return con
+    return con, skipped
+
+
+def _checked(lake: Lake, committed: list[Committed], hashed: Collection[str]) -> tuple[list[Committed], list[Skipped]]:
+    good, skipped = checked_artefacts(lake, committed, hashed)
+    # CREATE VIEW reads the first file of a table to bind its columns, whatever the query
+    # names: that one file is hashed too, so a damaged one cannot break a view nobody reads.
+    for table in (t for t in TABLES if t not in hashed):
+        while (first := next((a for a in good if a.table == table), None)) is not None:
+            _, bad = checked_artefacts(lake, [first], {table})
+            if not bad:
+                break
+            good.remove(first)
+            skipped += bad
+    return good, skipped
+
+
+def tables_named(sql: str) -> set[str]:
+    """The lake tables a query can read: those it names as a word (over-approximated, which
+    only costs hashing). ``query_table('...')`` can build a name from pieces: all of them."""
+    words = {w.lower() for w in _WORD.findall(sql)}
+    return set(TABLES) if "query_table" in words else {t for t in TABLES if t in words}
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:

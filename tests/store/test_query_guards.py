@@ -77,7 +77,7 @@ def test_local_traversal_out_of_the_lake_is_refused(tmp_path):
 def test_a_runaway_query_is_stopped_at_the_limit_naming_it(tmp_path, monkeypatch):
     cfg = StoreConfig(uri=str(tmp_path / "lake"), query_timeout_s=0.5)
     opened, outcome = [], []
-    monkeypatch.setattr(query, "connect", lambda lake: opened.append(views.connect(lake)) or opened[-1])
+    monkeypatch.setattr(query, "connect", lambda *a: opened.append(views.connect(*a)) or opened[-1])
 
     def runaway():
         try:
