@@ -12,6 +12,10 @@ disjoint from them by construction):
 | judge | ``verifier.judge.enabled=true``: SmolLM2 as its own judge, served by `oreal serve-judge` for the run, asked for every finished sample with its reply held to "A" or "B" |
 | token_rm | ``token_rm.enabled=true actor.freeze_steps=1``: full OREAL (the token RM warms up for one step) |
 
+A row with the judge evaluates with it too (the run's verifier): its pass@1 is the judge's,
+so the row's start and final policies are evaluated again by ``oreal eval`` with the rule
+verdict alone, the one every row is compared by (``rule_*`` figures).
+
 Per row: start and end pass@1 with percentile-bootstrap 95 % intervals, the paired
 difference (end - start per problem, bootstrap over problems) with its interval, seconds per
 step (median) and per stage. Greedy decoding and the per-problem records make the two
@@ -50,6 +54,7 @@ def run_row(row: str, args, out: Path) -> dict:
     """One training run with its start and end evaluation; the judge served for it if it has one."""
     from flows.train import train
     from oreal_core.config import load_config
+    from oreal_core.train.checkpoint import CheckpointLayout
     from oreal_core.verify.serve import JudgeServer
 
     overrides = [f"model.policy={args.policy}", *ROWS[row], f"run.total_steps={args.steps}",
@@ -67,10 +72,29 @@ def run_row(row: str, args, out: Path) -> dict:
     history = result["history"]
     per_stage = {s: round(statistics.median(m[f"time/{s}_s"] for m in history[1:] or history), 1) for s in STAGES}
     step_s = [sum(m[f"time/{s}_s"] for s in STAGES) for m in history]
-    return {"row": row, "run_id": run_id, "steps": len(history), "wall_s": round(wall_s, 1),
-            "step_s_median": round(statistics.median(step_s[1:] or step_s), 1), "stage_s_median": per_stage,
-            "train_accuracy": [round(m.get("accuracy", float("nan")), 3) for m in history],
-            "judge": judged, **paired_gain(load_config(CONFIG, overrides), run_id, args.steps)}
+    cfg = load_config(CONFIG, overrides)
+    out = {"row": row, "run_id": run_id, "steps": len(history), "wall_s": round(wall_s, 1),
+           "step_s_median": round(statistics.median(step_s[1:] or step_s), 1), "stage_s_median": per_stage,
+           "train_accuracy": [round(m.get("accuracy", float("nan")), 3) for m in history],
+           "judge": judged, **paired_gain(cfg, run_id, args.steps)}
+    if judged:
+        rule_run = f"{run_id}-rule"
+        final = CheckpointLayout(Path(cfg.train.checkpoint_dir) / run_id).hf_dir(args.steps - 1)
+        for checkpoint in (args.policy, final):
+            rule_eval(overrides, checkpoint, rule_run, args.problems)
+        out["rule"] = paired_gain(cfg, rule_run, args.steps)
+    return out
+
+
+def rule_eval(overrides: list[str], checkpoint, run_id: str, problems: int) -> None:
+    """``oreal eval`` of one checkpoint on the held-out problems, graded by the rule alone."""
+    from flows.cli import main as cli
+
+    sets = [a for o in [*overrides, "verifier.judge.enabled=false"] for a in ("--set", o)]
+    code = cli(["eval", "--config", CONFIG, *sets, "--checkpoint", str(checkpoint), "--bench", "synthetic",
+                "--limit", str(problems), "--run-id", run_id])
+    if code:
+        raise SystemExit(f"oreal eval of {checkpoint} failed (exit {code}); see the log")
 
 
 def paired_gain(cfg, run_id: str, steps: int) -> dict:
@@ -108,6 +132,10 @@ def print_table(results: list[dict], args) -> None:
         print(f"{r['row']:<12}{s['value']:>8.3f} [{s['low']:.3f}, {s['high']:.3f}]{e['value']:>8.3f} "
               f"[{e['low']:.3f}, {e['high']:.3f}]{g['value']:>+10.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
               f"{r['flips']['gained']:>7}/{r['flips']['lost']:<5}{r['step_s_median']:>8}  {stages}")
+        if "rule" in r:
+            s, e, g = r["rule"]["start_pass1"], r["rule"]["end_pass1"], r["rule"]["paired_gain"]
+            print(f"{'  (rule)':<12}{s['value']:>8.3f} [{s['low']:.3f}, {s['high']:.3f}]{e['value']:>8.3f} "
+                  f"[{e['low']:.3f}, {e['high']:.3f}]{g['value']:>+10.3f} [{g['low']:+.3f}, {g['high']:+.3f}]")
 
 
 def main() -> None:
