@@ -19,6 +19,7 @@ from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
 from oreal_core.pipeline.alarms import HealthAlarmError
+from oreal_core.pipeline.preflight import check_run_inputs
 from oreal_core.rollout.base import RolloutInputError
 from oreal_core.store import StoreError
 from oreal_core.store.errors import InvalidRunId
@@ -32,6 +33,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 0")
     return value
 
 
@@ -115,6 +123,7 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from(args)  # fail on a bad config before Prefect starts
+    check_run_inputs(cfg)  # and on an unwritable lake or a broken model folder: one line, not a failed flow
     from flows.console import console, run_log_path
     from flows.train import new_run_id, train
 
@@ -184,6 +193,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = args.config or DEMO_CONFIG
     cfg = load_config(config, args.overrides)  # fail on a bad config before Prefect starts
+    check_run_inputs(cfg)
     run_id = new_run_id("demo")
     with console(run_log_path(cfg, run_id), args.verbose):
         summary = run_demo(config, tuple(args.overrides), run_id)
@@ -257,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive_int, default=None, help="first N problems of each benchmark")
     ev.add_argument("--temperature", type=_finite_float, default=None)
     ev.add_argument("--run-id", type=_run_id, default=None, help="lake run for the records (default eval-<checkpoint>)")
-    ev.add_argument("--step", type=int, default=None, help="lake step partition (default from the checkpoint name)")
+    ev.add_argument("--step", type=_non_negative_int, default=None, help="lake step partition (default from the checkpoint name)")
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id", type=_run_id)

@@ -137,6 +137,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield line_no, _Unreadable(f"not valid JSON ({exc.msg})")
+            except RecursionError:  # json's decoder recurses once per level of [ or {
+                yield line_no, _Unreadable("JSON nested too deeply")
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -179,6 +181,9 @@ def record_from_row(row: Any, where: str) -> PromptRecord:
         pass_rate = float(pass_rate)
     extra = tuple((k, str(v)) for k, v in sorted(row.items())
                   if k not in ("question", "problem", "gold_answer", "answer", "pass_rate") and v is not None)
+    for key, value in extra:  # the prompt's metadata: eval groups by it and prints it
+        _check_unicode(key, key, where)
+        _check_unicode(value, key, where)
     return PromptRecord(question, answer, pass_rate, where, extra)
 
 
@@ -192,8 +197,19 @@ def _text_field(row: dict[str, Any], names: tuple[str, ...], where: str) -> str:
                 raise PromptDataError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
             if not value.strip():
                 raise PromptDataError(f"{where}: field {name!r} is empty")
+            _check_unicode(value, name, where)
             return value
     raise PromptDataError(f"{where}: missing field {' or '.join(repr(n) for n in names)} (has {sorted(row)})")
+
+
+def _check_unicode(value: str, name: str, where: str) -> None:
+    """JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 encoder accepts: the
+    tokenizer or the Parquet writer would fail on the row mid-run."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptDataError(f"{where}: field {name!r} is not valid Unicode (lone surrogate "
+                              f"{value[exc.start]!r} at character {exc.start + 1})") from None
 
 
 def gsm8k_gold(answer: str, where: str) -> str:

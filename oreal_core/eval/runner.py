@@ -26,9 +26,12 @@ from oreal_core.config import OrealConfig
 from oreal_core.eval.metrics import BenchSummary, summarise_bench
 from oreal_core.eval.problems import EvalInputError, EvalSet, load_eval_set
 from oreal_core.eval.stored import StepRecords
+from oreal_core.pipeline.preflight import check_lake_writable
 from oreal_core.rollout import RolloutEngine, RolloutInputError, SamplingSpec, open_engine
 from oreal_core.rollout.base import encode_prompts
-from oreal_core.store import Lake
+from oreal_core.rollout.policy_dir import model_dir_problem
+from oreal_core.store import Lake, StoreError
+from oreal_core.store.layout import check_run_id, check_step
 from oreal_core.store.records import EvalRecord
 from oreal_core.types import Prompt
 from oreal_core.verify.verifier import Verifier, VerifyItem
@@ -71,7 +74,10 @@ def evaluate(cfg: OrealConfig, checkpoint: str | Path, *, run_id: str, benches: 
     """
     benches = tuple(benches if benches is not None else cfg.eval.benchmarks)
     step = checkpoint_step(checkpoint) if step is None else step
-    lake = lake or Lake.open(cfg.store)
+    _check_run_and_step(run_id, step)
+    if lake is None:  # training passes its own, checked when the run opened
+        check_lake_writable(cfg.store)
+        lake = Lake.open(cfg.store)
     with contextlib.ExitStack() as stack:
         if engine is None:
             engine = stack.enter_context(_open_checkpoint(checkpoint, cfg))
@@ -90,8 +96,21 @@ def evaluate(cfg: OrealConfig, checkpoint: str | Path, *, run_id: str, benches: 
     return EvalSummary(run_id, step, str(checkpoint), summaries)
 
 
+def _check_run_and_step(run_id: str, step: int) -> None:
+    """Where the records go, checked before the engine starts and anything is sampled: the
+    lake would refuse them only at the first commit, after a run was created."""
+    try:
+        check_run_id(run_id)
+        check_step(step)
+    except StoreError as exc:
+        raise EvalInputError(f"eval records: {exc}") from None
+
+
 @contextlib.contextmanager
 def _open_checkpoint(checkpoint: str | Path, cfg: OrealConfig) -> Iterator[RolloutEngine]:
+    problem = model_dir_problem(checkpoint)  # a few bytes read, not a failed engine start
+    if problem is not None:
+        raise EvalInputError(f"checkpoint {checkpoint}: {problem}")
     try:
         engine = open_engine(checkpoint, cfg)
     except RolloutInputError as exc:

@@ -31,6 +31,7 @@ from oreal_core.data.tasks import synthetic_splits
 from oreal_core.models.tiny import TinyModelSpec, build_model, build_tokenizer, save_policy
 from oreal_core.rollout.base import SamplingSpec
 from oreal_core.rollout.hf_engine import HFEngine
+from oreal_core.rollout.policy_dir import check_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,8 @@ def start_policy_dir(cfg: OrealConfig) -> Path:
     """The RL start policy: the SFT-warmed tiny policy for ``model.policy: tiny``, else the path."""
     if cfg.model.policy == TINY:
         return Path(run_sft(cfg).policy_dir)
-    path = Path(cfg.model.policy)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model.policy={cfg.model.policy!r}: no HF-format model (config.json) there")
-    return path
+    check_model_dir(cfg.model.policy, "model.policy")
+    return Path(cfg.model.policy)
 
 
 def run_sft(cfg: OrealConfig) -> SFTReport:

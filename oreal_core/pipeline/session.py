@@ -30,6 +30,7 @@ from oreal_core.data.prompts import PromptSet, check_prompts_fit, load_prompt_se
 from oreal_core.data.records import PromptDataError
 from oreal_core.models.sft import start_policy_dir
 from oreal_core.pipeline.environment import environment_changes, run_environment
+from oreal_core.pipeline.preflight import check_run_inputs
 from oreal_core.pipeline.records import kept_samples
 from oreal_core.rollout import RolloutEngine, open_engine
 from oreal_core.rollout.policy_dir import (
@@ -68,6 +69,9 @@ class RunSession:
         self.spec = spec
         self.cfg = cfg or spec.load()
         self.run_id = check_run_id(spec.run_id)
+        # Before the SFT warm-up and the engines (minutes): an unwritable lake or a broken model
+        # folder would otherwise fail later, some only after a step was committed.
+        check_run_inputs(self.cfg)
         self.lake = Lake.open(self.cfg.store)
         # Every prompt is read and checked before the run exists: a bad prompt file creates nothing.
         policy = inspect_policy_dir(self.start_policy)

@@ -14,6 +14,8 @@ from oreal_core.models.tiny import load_tokenizer
 from oreal_core.rollout.base import RolloutInputError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit: a larger length is garbage, not a header
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,10 @@ def inspect_policy_dir(model_dir: str | Path) -> PolicyInfo:
     if missing:
         raise RolloutInputError(f"policy {path}: no tokenizer ({', '.join(missing)} missing); save the "
                                 "tokenizer next to the weights (tokenizer.save_pretrained)")
-    cfg = json.loads(config_file.read_text())
+    try:
+        cfg = _read_config(path)
+    except _BadConfig as exc:
+        raise RolloutInputError(f"policy {path}: {exc}") from None
     _check_known_architecture(path, cfg)
     cfg = cfg.get("text_config", cfg)
     heads = int(cfg.get("num_attention_heads") or 0)
@@ -50,6 +55,91 @@ def inspect_policy_dir(model_dir: str | Path) -> PolicyInfo:
         vocab_size=int(cfg.get("vocab_size", 0)),
         context_length=int(cfg.get("max_position_embeddings", 0)),
     )
+
+
+def check_model_dir(model_dir: str | Path, key: str) -> None:
+    """Raise a RolloutInputError naming ``key`` (e.g. ``model.reference``) if ``model_dir`` is
+    not a loadable HF model directory. Run before a run or an eval exists: a broken folder
+    otherwise fails as a traceback inside a stage, after work was committed."""
+    problem = model_dir_problem(model_dir)
+    if problem is not None:
+        raise RolloutInputError(f"{key}={str(model_dir)!r}: {problem}")
+
+
+def model_dir_problem(model_dir: str | Path) -> str | None:
+    """What makes ``model_dir`` unloadable, in a few words, or None. Cheap: reads config.json
+    and the weight files' headers, never the weights."""
+    path = Path(model_dir)
+    if not path.exists():
+        return "no such directory"
+    if not path.is_dir():
+        return "not a directory"
+    if not any(path.iterdir()):
+        return "the directory is empty"
+    if not (path / "config.json").is_file():
+        return "no config.json (expected an HF-format model directory)"
+    try:
+        _read_config(path)
+    except _BadConfig as exc:
+        return str(exc)
+    return _weights_problem(path)
+
+
+class _BadConfig(ValueError):
+    """config.json that is there but unusable; the message is the problem alone."""
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        cfg = json.loads((path / "config.json").read_bytes())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, absurd nesting
+        raise _BadConfig(f"config.json is not JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise _BadConfig("config.json is not a JSON object")
+    return cfg
+
+
+def _weights_problem(path: Path) -> str | None:
+    files = sorted({f for pattern in WEIGHT_PATTERNS for f in path.glob(pattern) if f.is_file()})
+    if not files:
+        return "no weights file (model.safetensors, pytorch_model.bin or a sharded index)"
+    for index in (f for f in files if f.name.endswith(".index.json")):
+        if (problem := _index_problem(index)) is not None:
+            return problem
+    for shard in (f for f in files if f.suffix == ".safetensors"):
+        if (problem := safetensors_problem(shard)) is not None:
+            return problem
+    return None
+
+
+def _index_problem(index: Path) -> str | None:
+    """A sharded checkpoint's index must name shards that are there."""
+    try:
+        shards = set(json.loads(index.read_bytes())["weight_map"].values())
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return f"{index.name} is not a weight index (JSON with a weight_map)"
+    missing = sorted(s for s in shards if not (index.parent / str(s)).is_file())
+    return f"{index.name} names missing shards: {', '.join(missing[:3])}" if missing else None
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Whether a safetensors file is whole, from its header alone: an 8-byte little-endian
+    length, a JSON header of that length, then tensor bytes up to the largest data offset.
+    A truncated copy fails here instead of in the loader minutes later."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= min(size - 8, MAX_HEADER_BYTES):
+            return f"{file.name}: unreadable safetensors header ({size} bytes; truncated or not safetensors)"
+        try:
+            header = json.loads(handle.read(length))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, RecursionError, KeyError, TypeError, IndexError, AttributeError):
+            return f"{file.name}: unreadable safetensors header (not JSON tensor entries)"
+    if 8 + length + end > size:
+        return f"{file.name}: truncated ({size} bytes; its header describes {8 + length + end})"
+    return None
 
 
 def _check_known_architecture(path: Path, cfg: dict) -> None:

@@ -60,10 +60,11 @@ class LoadSpec:
     gradient_checkpointing: bool
 
 
-def load_spec(cfg: ModelConfig, path: str | Path, on_gpu: bool) -> LoadSpec:
+def load_spec(cfg: ModelConfig, path: str | Path, on_gpu: bool, key: str = "model.policy") -> LoadSpec:
+    """``key`` is the setting ``path`` came from, named in the error."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model.policy={str(path)!r}: not an HF model directory (no config.json)")
+        raise FileNotFoundError(f"{key}={str(path)!r}: not an HF model directory (no config.json)")
     return LoadSpec(path, resolve_dtype(cfg.dtype, on_gpu), resolve_attention(cfg.attn_implementation, on_gpu),
                     cfg.gradient_checkpointing)
 

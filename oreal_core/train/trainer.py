@@ -72,7 +72,8 @@ class Trainer:
         if cfg.token_rm.enabled:
             rm = build_token_rm(train_spec, cfg.token_rm.kind, cfg.token_rm.implicit_beta)
             self.rm = build_engine(rm, cfg.train, cfg.token_rm.optim, train_spec.dtype)
-        ref_spec = load_spec(cfg.model, cfg.model.reference or self.policy_dir, on_gpu)
+        ref_spec = load_spec(cfg.model, cfg.model.reference or self.policy_dir, on_gpu,
+                             "model.reference" if cfg.model.reference else "model.policy")
         self.reference = build_reference(ref_spec, self.device)
         model_cfg = self.actor.engine.module.model.config
         self.vocab_size = int(model_cfg.vocab_size)

@@ -36,6 +36,10 @@ def test_oreal_format_jsonl_with_pass_rate_and_blank_lines_counted(tmp_path):
     ({"question": "q", "answer": "so #### "}, "nothing after '####'"),
     ('{"question": "q", "answer": ', "not valid JSON"),
     ("[1, 2]", "expected a JSON object, got list"),
+    pytest.param('{"question": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply",
+                 id="deeply-nested"),
+    ({"question": "x\ud800?", "gold_answer": "2"}, r"field 'question' is not valid Unicode \(lone surrogate"),
+    ({"question": "q", "gold_answer": "\udc00"}, r"field 'gold_answer' is not valid Unicode \(lone surrogate"),
 ])
 def test_malformed_rows_name_file_and_line(tmp_path, row, message):
     path = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "ok", "gold_answer": "1"}, row])

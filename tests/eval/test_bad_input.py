@@ -54,14 +54,23 @@ def test_a_jsonl_benchmark_by_path_is_recorded_under_its_stem(tmp_path, policy_d
 
 def test_checkpoint_that_does_not_load(tmp_path, policy_dir):
     cfg = eval_cfg(tmp_path / "lake")
-    with pytest.raises(EvalInputError, match=r"checkpoint .*nowhere: .*not a directory"):
+    with pytest.raises(EvalInputError, match=r"checkpoint .*nowhere: no such directory"):
         evaluate(cfg, tmp_path / "nowhere", run_id="x", benches=["synthetic"])
     broken = tmp_path / "broken"
     shutil.copytree(policy_dir, broken)
     for weights in broken.glob("*.safetensors"):
         weights.write_bytes(b"not safetensors")
-    with pytest.raises(EvalInputError, match=r"checkpoint .*broken: does not load"):
+    with pytest.raises(EvalInputError, match=r"checkpoint .*broken: model.safetensors: unreadable safetensors header"):
         evaluate(cfg, broken, run_id="x", benches=["synthetic"])
+    assert _nothing_written(cfg)
+
+
+def test_a_negative_step_or_a_bad_run_id_is_refused_before_the_engine_starts(tmp_path):
+    cfg = eval_cfg(tmp_path / "lake")
+    with pytest.raises(EvalInputError, match=r"eval records: step -1: must be a non-negative integer"):
+        evaluate(cfg, tmp_path / "not-even-a-checkpoint", run_id="x", benches=["synthetic"], step=-1)
+    with pytest.raises(EvalInputError, match=r"eval records: run id '../x'"):
+        evaluate(cfg, tmp_path / "not-even-a-checkpoint", run_id="../x", benches=["synthetic"])
     assert _nothing_written(cfg)
 
 

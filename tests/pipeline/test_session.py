@@ -6,10 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oreal_core.config import StoreConfig
 from oreal_core.models.tiny import build_tiny_policy
 from oreal_core.pipeline.session import RunSession, RunSpec
-from oreal_core.store import CodeVersionMismatch
+from oreal_core.rollout.base import RolloutInputError
+from oreal_core.store import CodeVersionMismatch, Lake
+from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.manifest import content_sha256
+from tests.read_only import read_only
 
 
 def test_resume_under_other_code_is_refused_unless_allowed(tmp_path, monkeypatch):
@@ -20,6 +24,20 @@ def test_resume_under_other_code_is_refused_unless_allowed(tmp_path, monkeypatch
     with pytest.raises(CodeVersionMismatch, match=r"would resume under 0.1.0\+gdifferent.*--allow-code-change"):
         RunSession(RunSpec("r", "tiny-cpu", overrides))
     RunSession(RunSpec("r", "tiny-cpu", overrides, allow_code_change=True)).close()
+
+
+def test_a_broken_reference_or_an_unwritable_lake_is_refused_before_the_run_exists(tmp_path):
+    """A session opened by a deployment (no CLI in front): the same checks, before the SFT
+    warm-up and the engines, instead of a failure in the first train stage after step 0's
+    samples and verdicts were committed."""
+    policy = build_tiny_policy(tmp_path / "policy")
+    overrides = (f"store.uri={tmp_path}/lake", f"train.checkpoint_dir={tmp_path}/ckpt", f"model.policy={policy}")
+    with pytest.raises(RolloutInputError, match=rf"^model.reference='{tmp_path}/gone': no such directory$"):
+        RunSession(RunSpec("r", "tiny-cpu", (*overrides, f"model.reference={tmp_path}/gone")))
+    assert not (tmp_path / "lake").exists()
+    with read_only(tmp_path / "lake") as lake, pytest.raises(StorageUnavailable, match="cannot write in"):
+        RunSession(RunSpec("r", "tiny-cpu", (*overrides, f"store.uri={lake}")))
+    assert Lake.open(StoreConfig(uri=str(tmp_path / "lake"))).runs() == []
 
 
 @pytest.mark.slow
