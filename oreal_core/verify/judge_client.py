@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import random
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +35,15 @@ from oreal_core.verify.breaker import CircuitBreaker
 from oreal_core.verify.grader import GraderPrompt, parse_grade
 
 _MAX_ERROR_TEXT = 200
+
+# A grading reply is a few bytes of JSON ("A" plus the OpenAI envelope) and a model list a few
+# KB, so 1 MiB of *decoded* body is generous. Beyond it the reply is abandoned as a judge_error:
+# a gzip bomb (100 KB on the wire, 100 MB decoded) grew the verifying process by 892 MB when the
+# whole body was read before anything looked at it.
+MAX_REPLY_BYTES = 1 << 20
+# How much of the judge's text a JudgeResult keeps (it lands in verdicts.judge_reply). A usable
+# reply is one letter; a longer one is a judge_error anyway and only needs enough to diagnose.
+MAX_STORED_REPLY_CHARS = 2_000
 
 # The request field that holds the reply to "A" or "B", per verifier.judge.server_kind. Left to
 # free text, SmolLM2-135M answered neither letter for 95.5 % of samples (docs/real-models.md).
@@ -86,6 +97,72 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
+def _clip_reply(reply: str) -> str:
+    """The reply as stored: at most MAX_STORED_REPLY_CHARS characters, plus a marker of the cut."""
+    if len(reply) <= MAX_STORED_REPLY_CHARS:
+        return reply
+    return f"{reply[:MAX_STORED_REPLY_CHARS]}... [{len(reply) - MAX_STORED_REPLY_CHARS} more characters cut]"
+
+
+class _BoundedBody:
+    """Decodes a body chunk by chunk and refuses to hold more than ``cap`` decoded bytes.
+
+    httpx's own decoders inflate each 64 KiB network chunk whole (up to ~64 MB for a gzip bomb,
+    per request in flight), so the raw bytes are inflated here with zlib's ``max_length``
+    instead: memory stays within ``cap`` whatever the compression ratio. The codings are httpx's
+    (gzip, deflate, identity; the client's Accept-Encoding offers only gzip and deflate).
+    """
+
+    def __init__(self, host: str, content_encoding: str, cap: int = MAX_REPLY_BYTES) -> None:
+        self.host, self.cap = host, cap
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise _Final(f"{host}: malformed response: unsupported Content-Encoding {_clip(content_encoding)!r}")
+        self.coding = codings[0] if codings else None
+        self._inflate = self._new_inflater()
+        self._first = True  # deflate: zlib-wrapped per RFC 9110, raw as some servers send it
+        self.data = bytearray()
+
+    def _new_inflater(self, raw_deflate: bool = False) -> zlib._Decompress | None:
+        if self.coding is None:
+            return None
+        if self.coding == "deflate":
+            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def _keep(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.cap:
+            raise _Final(f"{self.host}: reply larger than {self.cap} bytes (MAX_REPLY_BYTES); abandoned")
+
+    def feed(self, raw: bytes) -> None:
+        if self._inflate is None:
+            self._keep(raw)
+            return
+        room = self.cap - len(self.data) + 1  # one byte past the cap proves it was exceeded
+        try:
+            out = self._inflate.decompress(raw, room)
+        except zlib.error as exc:
+            if not (self._first and self.coding == "deflate"):
+                raise httpx.DecodingError(str(exc)) from exc
+            self._inflate = self._new_inflater(raw_deflate=True)
+            try:
+                out = self._inflate.decompress(raw, room)
+            except zlib.error as retry_exc:
+                raise httpx.DecodingError(str(retry_exc)) from retry_exc
+        self._first = False
+        self._keep(out)  # unconsumed input is left only when ``room`` was filled: over the cap
+
+    def finish(self) -> bytes:
+        if self._inflate is not None:
+            try:
+                self._keep(self._inflate.flush())
+            except zlib.error as exc:
+                raise httpx.DecodingError(str(exc)) from exc
+        return bytes(self.data)
+
+
 def _retry_after_s(response: httpx.Response, cap_s: float) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or HTTP-date form), clipped to [0, cap_s].
 
@@ -130,7 +207,8 @@ class JudgeClient:
         # pool cost more CPU than the requests themselves (profiled; see benchmarks/verify.py).
         per_pool = self.cfg.concurrency_per_proc[0]
         tls = ssl.create_default_context(cafile=certifi.where())  # built once, not per pool
-        self._pools = [httpx.AsyncClient(limits=httpx.Limits(max_connections=per_pool,
+        # Only the codings _BoundedBody inflates (httpx would also offer br/zstd when installed).
+        self._pools = [httpx.AsyncClient(headers={"Accept-Encoding": "gzip, deflate"}, limits=httpx.Limits(max_connections=per_pool,
                                                              max_keepalive_connections=per_pool),
                                          timeout=httpx.Timeout(self.cfg.request_timeout_s), verify=tls)
                        for _ in range(self.cfg.num_processes)]
@@ -155,16 +233,27 @@ class JudgeClient:
         host = self._pick_host()
         if host is None:
             raise _Final("every judge host has an open circuit breaker")
-        response = await self._exchange(http, host, method, path, payload)
-        return host, self._read(host, response)
+        response, body = await self._exchange(http, host, method, path, payload)
+        return host, self._read(host, response, body)
 
     async def _exchange(self, http: httpx.AsyncClient, host: str, method: str, path: str,
-                        payload: dict | None) -> httpx.Response:
-        """The HTTP request and its whole body; every httpx error becomes _Retryable or _Final."""
+                        payload: dict | None) -> tuple[httpx.Response, bytes]:
+        """The HTTP request and its decoded body, at most MAX_REPLY_BYTES of it.
+
+        Every httpx error becomes _Retryable or _Final; an oversized body is _Final (the
+        host answered, so its breaker counts a success). The timeout covers reading the body.
+        """
         breaker = self.breakers[host]
         try:
             async with asyncio.timeout(self.cfg.request_timeout_s):
-                return await http.request(method, host + path, json=payload)
+                async with http.stream(method, host + path, json=payload) as response:
+                    body = _BoundedBody(host, response.headers.get("Content-Encoding", ""))
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
+                    return response, body.finish()
+        except _Final:
+            breaker.record_success()
+            raise
         except (TimeoutError, httpx.TimeoutException) as exc:
             breaker.record_failure()
             raise _Retryable(f"{host}: timed out after {self.cfg.request_timeout_s:g}s") from exc
@@ -177,23 +266,24 @@ class JudgeClient:
             breaker.record_success()
             raise _Final(f"{host}: malformed response: {type(exc).__name__}: {_clip(str(exc))}") from exc
 
-    def _read(self, host: str, response: httpx.Response) -> dict:
+    def _read(self, host: str, response: httpx.Response, body: bytes) -> dict:
         """The JSON body of a 2xx/3xx response; 429 and 5xx are retryable, the rest final."""
         breaker, status = self.breakers[host], response.status_code
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if status == 429 or status >= 500:
             if status == 429:
                 breaker.record_success()  # alive, just busy: opening its breaker would idle a working host
             else:
                 breaker.record_failure()
-            raise _Retryable(f"{host}: HTTP {status}: {_clip(response.text)}",
+            raise _Retryable(f"{host}: HTTP {status}: {_clip(text)}",
                              _retry_after_s(response, self.cfg.request_timeout_s))
         breaker.record_success()  # the host answered; a 4xx or bad body is not its health
         if status >= 400:
-            raise _Rejected(f"{host}: HTTP {status}: {_clip(response.text)}")
+            raise _Rejected(f"{host}: HTTP {status}: {_clip(text)}")
         try:
-            return response.json()
+            return json.loads(body)  # as httpx's Response.json(): bytes, encoding detected
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested too deep to parse
-            raise _Final(f"{host}: response is not JSON: {_clip(response.text)!r}") from exc
+            raise _Final(f"{host}: response is not JSON: {_clip(text)!r}") from exc
 
     async def _with_retries(self, http: httpx.AsyncClient, method: str, path: str,
                             payload: dict | None = None) -> tuple[str, dict, int]:
@@ -274,7 +364,7 @@ class JudgeClient:
         reply = reply if isinstance(reply, str) else str(reply)
         grade = parse_grade(reply)
         error = "" if grade is not None else f"reply is not exactly 'A' or 'B': {_clip(reply)!r}"
-        return JudgeResult(grade, reply, error, host, attempts, elapsed)
+        return JudgeResult(grade, _clip_reply(reply), error, host, attempts, elapsed)
 
     async def judge_many(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
         """All requests, ``max_in_flight`` at a time: that many workers pull from one queue."""
