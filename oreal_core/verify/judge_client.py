@@ -22,7 +22,6 @@ import random
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,14 +32,10 @@ import httpx
 from oreal_core.config import JudgeConfig
 from oreal_core.verify.breaker import CircuitBreaker
 from oreal_core.verify.grader import GraderPrompt, parse_grade
+from oreal_core.verify.reply_body import MAX_REPLY_BYTES, BodyRefused, BoundedBody  # noqa: F401 - re-exported
 
 _MAX_ERROR_TEXT = 200
 
-# A grading reply is a few bytes of JSON ("A" plus the OpenAI envelope) and a model list a few
-# KB, so 1 MiB of *decoded* body is generous. Beyond it the reply is abandoned as a judge_error:
-# a gzip bomb (100 KB on the wire, 100 MB decoded) grew the verifying process by 892 MB when the
-# whole body was read before anything looked at it.
-MAX_REPLY_BYTES = 1 << 20
 # How much of the judge's text a JudgeResult keeps (it lands in verdicts.judge_reply). A usable
 # reply is one letter; a longer one is a judge_error anyway and only needs enough to diagnose.
 MAX_STORED_REPLY_CHARS = 2_000
@@ -104,65 +99,6 @@ def _clip_reply(reply: str) -> str:
     return f"{reply[:MAX_STORED_REPLY_CHARS]}... [{len(reply) - MAX_STORED_REPLY_CHARS} more characters cut]"
 
 
-class _BoundedBody:
-    """Decodes a body chunk by chunk and refuses to hold more than ``cap`` decoded bytes.
-
-    httpx's own decoders inflate each 64 KiB network chunk whole (up to ~64 MB for a gzip bomb,
-    per request in flight), so the raw bytes are inflated here with zlib's ``max_length``
-    instead: memory stays within ``cap`` whatever the compression ratio. The codings are httpx's
-    (gzip, deflate, identity; the client's Accept-Encoding offers only gzip and deflate).
-    """
-
-    def __init__(self, host: str, content_encoding: str, cap: int = MAX_REPLY_BYTES) -> None:
-        self.host, self.cap = host, cap
-        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
-        codings = [c for c in codings if c != "identity"]
-        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-            raise _Final(f"{host}: malformed response: unsupported Content-Encoding {_clip(content_encoding)!r}")
-        self.coding = codings[0] if codings else None
-        self._inflate = self._new_inflater()
-        self._first = True  # deflate: zlib-wrapped per RFC 9110, raw as some servers send it
-        self.data = bytearray()
-
-    def _new_inflater(self, raw_deflate: bool = False) -> zlib._Decompress | None:
-        if self.coding is None:
-            return None
-        if self.coding == "deflate":
-            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
-        return zlib.decompressobj(zlib.MAX_WBITS | 16)
-
-    def _keep(self, chunk: bytes) -> None:
-        self.data += chunk
-        if len(self.data) > self.cap:
-            raise _Final(f"{self.host}: reply larger than {self.cap} bytes (MAX_REPLY_BYTES); abandoned")
-
-    def feed(self, raw: bytes) -> None:
-        if self._inflate is None:
-            self._keep(raw)
-            return
-        room = self.cap - len(self.data) + 1  # one byte past the cap proves it was exceeded
-        try:
-            out = self._inflate.decompress(raw, room)
-        except zlib.error as exc:
-            if not (self._first and self.coding == "deflate"):
-                raise httpx.DecodingError(str(exc)) from exc
-            self._inflate = self._new_inflater(raw_deflate=True)
-            try:
-                out = self._inflate.decompress(raw, room)
-            except zlib.error as retry_exc:
-                raise httpx.DecodingError(str(retry_exc)) from retry_exc
-        self._first = False
-        self._keep(out)  # unconsumed input is left only when ``room`` was filled: over the cap
-
-    def finish(self) -> bytes:
-        if self._inflate is not None:
-            try:
-                self._keep(self._inflate.flush())
-            except zlib.error as exc:
-                raise httpx.DecodingError(str(exc)) from exc
-        return bytes(self.data)
-
-
 def _retry_after_s(response: httpx.Response, cap_s: float) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or HTTP-date form), clipped to [0, cap_s].
 
@@ -207,7 +143,7 @@ class JudgeClient:
         # pool cost more CPU than the requests themselves (profiled; see benchmarks/verify.py).
         per_pool = self.cfg.concurrency_per_proc[0]
         tls = ssl.create_default_context(cafile=certifi.where())  # built once, not per pool
-        # Only the codings _BoundedBody inflates (httpx would also offer br/zstd when installed).
+        # Only the codings BoundedBody inflates (httpx would also offer br/zstd when installed).
         self._pools = [httpx.AsyncClient(headers={"Accept-Encoding": "gzip, deflate"}, limits=httpx.Limits(max_connections=per_pool,
                                                              max_keepalive_connections=per_pool),
                                          timeout=httpx.Timeout(self.cfg.request_timeout_s), verify=tls)
@@ -247,13 +183,13 @@ class JudgeClient:
         try:
             async with asyncio.timeout(self.cfg.request_timeout_s):
                 async with http.stream(method, host + path, json=payload) as response:
-                    body = _BoundedBody(host, response.headers.get("Content-Encoding", ""))
+                    body = BoundedBody(response.headers.get("Content-Encoding", ""))
                     async for chunk in response.aiter_raw():
                         body.feed(chunk)
                     return response, body.finish()
-        except _Final:
+        except BodyRefused as exc:  # the host answered: its breaker counts a success
             breaker.record_success()
-            raise
+            raise _Final(f"{host}: {exc}") from exc
         except (TimeoutError, httpx.TimeoutException) as exc:
             breaker.record_failure()
             raise _Retryable(f"{host}: timed out after {self.cfg.request_timeout_s:g}s") from exc
