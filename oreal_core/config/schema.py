@@ -21,6 +21,7 @@ import yaml
 from oreal_core.config.checks import SEED_LIMIT, SHOWN_CHARS, ConfigError, _check, shown  # noqa: F401 - re-exported
 from oreal_core.config.monitor import AlarmConfig, MonitorConfig  # noqa: F401 - re-exported
 from oreal_core.config.sampling import JudgeConfig, RolloutConfig, VerifierConfig  # noqa: F401 - re-exported
+from oreal_core.config.tracking import TrackingConfig  # noqa: F401 - re-exported
 from oreal_core.config.training import (  # noqa: F401 - re-exported
     ActorConfig,
     AlgoConfig,
@@ -30,7 +31,7 @@ from oreal_core.config.training import (  # noqa: F401 - re-exported
     TrainConfig,
 )
 
-NOT_IDENTITY = ("monitor",)  # sections left out of OrealConfig.hash (they change no result)
+NOT_IDENTITY = ("monitor", "tracking")  # sections left out of OrealConfig.hash (they change no result)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class OrealConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         _check(self.rollout.stop_word == self.verifier.stop_word, "verifier.stop_word", self.verifier.stop_word,
