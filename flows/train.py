@@ -45,6 +45,7 @@ from oreal_core.pipeline.progress import (
     step_record,
 )
 from oreal_core.pipeline.session import RunSpec, close_session, session_for
+from oreal_core.tracking.run_tracking import run_tracking
 from oreal_core.verify.judge_probe import probe_judge
 from tasks.evaluate import evaluate_task
 from tasks.stages import rollout_task, score_task, train_task, verify_task
@@ -105,15 +106,20 @@ def _train_steps(spec: RunSpec, session) -> dict:
     if every and first == 0:
         evals[0] = evaluate_task(spec, 0, "start")
     history = []
-    with iteration_runs():
+    # Trackers are fed here, after each step's commit, never from inside a stage (docs/tracking.md).
+    with run_tracking(session.cfg, spec.run_id, session.lake, first) as tracking, iteration_runs():
+        if 0 in evals:
+            tracking.evaluation(0, evals[0])
         for step in range(first, total):
             start = time.perf_counter()
             metrics = rl_iteration(spec, step)
             history.append(metrics)
             seconds = time.perf_counter() - start
+            tracking.step(step, metrics, seconds)
             logger.info(progress_line(step, total, metrics, seconds), extra=step_record(step, total, metrics, seconds))
             if every and ((step + 1) % every == 0 or step + 1 == total):
                 evals[step + 1] = evaluate_task(spec, step + 1, f"step-{step}")
+                tracking.evaluation(step + 1, evals[step + 1])
                 logger.info("eval after step %d: %s", step, _pass1_text(evals[step + 1]), extra={RESULT: True})
     best = None
     if evals:  # the reference's README: the last checkpoint is often not the best; keep the best by eval
