@@ -2,7 +2,8 @@
 
 * once, at the start: the resolved config, flattened, with its hash and the run id;
 * after each step, once the step is committed (never from inside a stage): every metric the
-  iteration returned under tracker names (names.py), the step's seconds, the alarms it fired;
+  iteration returned under tracker names (names.py), the step's seconds, the alarms it fired,
+  and a few of its rollouts as a text table (``samples``, read on the trackers' threads);
 * after each evaluation: ``val/<bench>/pass@1`` and its interval, at the evaluated policy's
   version (0 = the start policy, n = after n updates);
 * committed steps no tracker saw (a kill, a stop alarm, tracking added on a resume) from the
@@ -26,6 +27,7 @@ from oreal_core.store import Lake
 from oreal_core.store.errors import ArtefactNotFound
 from oreal_core.tracking.backend import TrackerRun, backend_for
 from oreal_core.tracking.names import tracker_metrics
+from oreal_core.tracking.sample_table import SampleTable
 from oreal_core.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ class RunTracking:
         values = step_values(self.cfg, step, metrics)
         values["timing_s/step"] = seconds
         self.tracker.log_scalars(step, values)
+        if self.cfg.tracking.sample_rollouts and self.tracker.workers:
+            self.tracker.log_text(step, "samples", SampleTable(self.cfg.store, self.run_id, step,
+                                                               self.cfg.tracking.sample_rollouts))
         self.live_steps.add(step)
 
     def evaluation(self, policy_version: int, scores: dict[str, float]) -> None:

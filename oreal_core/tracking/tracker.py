@@ -41,7 +41,7 @@ class Scalars:
 class Text:
     step: int
     key: str
-    markdown: str
+    markdown: str | Callable[[], str | None]  # a callable runs on the backend's thread (None: no text)
 
 
 Entry = Params | Scalars | Text
@@ -123,8 +123,10 @@ class BackendWorker:
                 backend.log_scalars(entry.step, fresh)
                 self.logged.update((backend.stored_name(k), entry.step) for k in fresh)
         elif entry.step > self.logged.get(backend.stored_name(entry.key), -1):
-            backend.log_text(entry.step, entry.key, entry.markdown)
-            self.logged[backend.stored_name(entry.key)] = entry.step
+            markdown = entry.markdown() if callable(entry.markdown) else entry.markdown
+            if markdown is not None:
+                backend.log_text(entry.step, entry.key, markdown)
+                self.logged[backend.stored_name(entry.key)] = entry.step
 
     def _fail(self, what: str, exc: Exception) -> None:
         if not self.failed:
@@ -167,7 +169,7 @@ class Tracker:
     def log_scalars(self, step: int, values: dict[str, float]) -> None:
         self._put(Scalars(step, dict(values)))
 
-    def log_text(self, step: int, key: str, markdown: str) -> None:
+    def log_text(self, step: int, key: str, markdown: str | Callable[[], str | None]) -> None:
         self._put(Text(step, key, markdown))
 
     def _put(self, entry: Entry) -> None:

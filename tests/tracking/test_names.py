@@ -40,3 +40,4 @@ def test_no_two_metrics_share_a_tracker_name():
     assert len(tracker_metrics(STEP_METRICS)) == len(STEP_METRICS)
     assert len(set(CONVENTIONAL.values())) == len(CONVENTIONAL)
     assert not any(name.startswith("oreal/") for name in CONVENTIONAL.values())
+
