@@ -59,7 +59,7 @@ class MlflowBackend(Backend):
 
     def log_scalars(self, step: int, values: dict[str, float]) -> None:
         now = int(time.time() * 1000)
-        entries = [Metric(key, value, now, step) for key, value in values.items()]
+        entries = [Metric(self.stored_name(key), value, now, step) for key, value in values.items()]
         for start in range(0, len(entries), 10 * _CHUNK):
             self.client.log_batch(self.mlflow_run_id, metrics=entries[start:start + 10 * _CHUNK])
 

@@ -15,14 +15,15 @@ from oreal_core.tracking.backend import TrackerRun, backend_for
 from oreal_core.tracking.names import tracker_metrics
 from oreal_core.tracking.tracker import Tracker
 from tests.tracking.readers import SCALARS, mlflow_run, stored, tensorboard_texts
-from tests.tracking.step_metrics import STEP_METRICS
+from tests.tracking.step_metrics import EVAL_SCORES, STEP_METRICS
 
 BACKENDS = ("tensorboard", "mlflow", "jsonl")
 
 
 def step_values(step: int) -> dict[str, float]:
-    """The real step's metrics, moved by the step so a value read back names its step."""
-    return {k: v + step for k, v in tracker_metrics(STEP_METRICS).items()}
+    """A real step's metrics and an evaluation's scores (``val/<bench>/pass@1``: MLflow spells the
+    '@' out), moved by the step so a value read back names its step."""
+    return {k: v + step for k, v in tracker_metrics({**STEP_METRICS, **EVAL_SCORES}).items()}
 
 
 def log_steps(run: TrackerRun, backend: str, steps: range, history=None) -> None:
