@@ -159,7 +159,7 @@ class Tracker:
     """Fans each entry out to every backend's queue; a no-op without backends."""
 
     def __init__(self, makers: dict[str, Callable[[], Backend]], queue_size: int = 1000,
-                 close_timeout_s: float = 30.0, history: History | None = None) -> None:
+                 close_timeout_s: float = 10.0, history: History | None = None) -> None:
         self.workers = [BackendWorker(name, make, queue_size, history) for name, make in makers.items()]
         self.close_timeout_s = close_timeout_s
 
