@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
 from oreal_core.config.schema import shown
@@ -121,9 +122,28 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+class PrefectAPIUnreachable(RuntimeError):
+    pass
+
+
+def check_prefect_api() -> None:
+    """A configured Prefect API (PREFECT_API_URL) that does not answer fails at once in one
+    line; Prefect's client would retry for ~30 s and end in a traceback. Unset, each run
+    starts a temporary server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.stop import api_answers
+
+    url = PREFECT_API_URL.value()
+    if url and not api_answers(url, timeout_s=10):
+        raise PrefectAPIUnreachable(f"Prefect's API at {url} (PREFECT_API_URL) does not answer: start it "
+                                    "(`prefect server start`) or unset PREFECT_API_URL for a temporary one")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from(args)  # fail on a bad config before Prefect starts
     check_run_inputs(cfg)  # and on an unwritable lake or a broken model folder: one line, not a failed flow
+    check_prefect_api()
     from flows.console import console, run_log_path
     from flows.train import new_run_id, train
 
@@ -149,9 +169,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_sft(args: argparse.Namespace) -> int:
     from oreal_core.models.sft import run_sft
+    from oreal_core.models.shipped import ship_policy
 
-    report = run_sft(config_from(args))
+    report = run_sft(config_from(args), use_shipped=not args.ship)
     print(json.dumps(report.as_dict(), indent=2))
+    if args.ship:
+        print(f"shipped: {ship_policy(Path(report.policy_dir))} (commit it)")
     return 0
 
 
@@ -194,6 +217,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = args.config or DEMO_CONFIG
     cfg = load_config(config, args.overrides)  # fail on a bad config before Prefect starts
     check_run_inputs(cfg)
+    check_prefect_api()
     run_id = new_run_id("demo")
     with console(run_log_path(cfg, run_id), args.verbose):
         summary = run_demo(config, tuple(args.overrides), run_id)
@@ -253,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         parsers[name].add_argument("-v", "--verbose", action="store_true",
                                    help="show every library and engine log line here (default: a live status "
                                         "line, warnings and results; the rest goes to the run's oreal.log)")
+    parsers["sft"].add_argument("--ship", action="store_true",
+                                help="build it here (never from the shipped copy) and ship it with the code "
+                                     "(oreal_core/models/shipped/), replacing the older one")
     prep = parsers["prepare"]
     prep.add_argument("--out", required=True, help="JSONL to write (question, gold_answer, pass_rate, source)")
     prep.add_argument("--samples", type=_positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")
@@ -319,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HealthAlarmError as exc:
         print(f"oreal: run stopped: {exc}", file=sys.stderr)
         return 1
+    except PrefectAPIUnreachable as exc:
+        print(f"oreal: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL, as a run that loses the API (flows/stop.py)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ OREAL learns only from prompts whose pass rate lies strictly between 0 and 1, so
 start policy that solves part of the task. Supervised training on worked solutions stops
 at the first held-out check whose greedy pass@1 reaches ``sft.target_pass1`` (the demo
 wants ~25-40 %, leaving room for RL to gain). The trained policy is cached under
-``sft.cache_dir`` by a hash of everything that shapes it: a second run reuses it.
+``sft.cache_dir`` by a hash of everything that shapes it (settings and the recipe's source):
+a second run reuses it, and a fresh clone starts from the copy shipped with the code
+(models/shipped.py) when the key matches.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from oreal_core.config import OrealConfig
 from oreal_core.data.chat import chat_text
 from oreal_core.data.synthetic import GENERATOR, Problem, is_correct
 from oreal_core.data.tasks import synthetic_splits
+from oreal_core.models.shipped import install_policy, shipped_policy
 from oreal_core.models.tiny import TinyModelSpec, build_model, build_tokenizer, save_policy
 from oreal_core.rollout.base import SamplingSpec
 from oreal_core.rollout.hf_engine import HFEngine
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "sft_report.json"
 TINY = "tiny"  # model.policy value that means "the locally built, SFT-warmed tiny policy"
 SFT_FORMAT = 1  # bump when the training recipe changes: it invalidates cached policies
+# The modules whose code shapes the policy (relative to oreal_core/): their source is in the
+# cache key, so a cached or shipped policy is never reused for a changed recipe.
+RECIPE_SOURCES = ("models/sft.py", "models/tiny.py", "data/synthetic.py", "data/tasks.py", "data/chat.py")
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,18 @@ def sft_cache_key(cfg: OrealConfig) -> str:
         "system_prompt": cfg.data.system_prompt,
         "stop_word": cfg.rollout.stop_word,
         "seed": cfg.run.seed,
+        "recipe": _recipe_digest(),
     }
     blob = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _recipe_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in RECIPE_SOURCES:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()
 
 
 def start_policy_dir(cfg: OrealConfig) -> Path:
@@ -82,14 +97,20 @@ def start_policy_dir(cfg: OrealConfig) -> Path:
     return Path(cfg.model.policy)
 
 
-def run_sft(cfg: OrealConfig) -> SFTReport:
-    """The cached SFT policy for ``cfg``: reused if present, else trained and committed."""
+def run_sft(cfg: OrealConfig, *, use_shipped: bool = True) -> SFTReport:
+    """The cached SFT policy for ``cfg``: reused if present, else copied from the shipped one
+    of the same key, else trained and committed (``use_shipped=False``: never copied)."""
     if cfg.model.policy != TINY:
         raise ValueError(f"model.policy={cfg.model.policy!r}: SFT warm-up builds the tiny policy only "
                          "(set model.policy=tiny); a real checkpoint is already instruction-tuned")
     key = sft_cache_key(cfg)
     root = Path(cfg.sft.cache_dir)
     final = root / f"tiny-{key}"
+    shipped = shipped_policy(final.name) if use_shipped else None
+    if shipped and not (final / REPORT_FILE).is_file():
+        log.info("SFT policy %s: the copy shipped with the code (no warm-up)", final.name)
+        root.mkdir(parents=True, exist_ok=True)
+        install_policy(shipped, final)
     if (final / REPORT_FILE).is_file():
         saved = json.loads((final / REPORT_FILE).read_text())
         saved["checks"] = tuple(tuple(c) for c in saved["checks"])

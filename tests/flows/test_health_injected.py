@@ -245,9 +245,11 @@ def test_nan_in_a_loss_term_stops_the_run(nan_loss):
 
 @pytest.fixture(scope="module")
 def cold(harness):
-    """rollout.temperature=0.01 for the whole run (it is in the config hash: a run cannot
-    change it mid-way)."""
-    return harness.run("inj-cold", 2, "rollout.temperature=0.01")
+    """rollout.temperature=1e-4 for the whole run (it is in the config hash: a run cannot
+    change it mid-way). Not 0.01: the shipped SFT policy's top two logits after "23 + 9 = 3"
+    are 0.001 apart ('2' 9.9517, '1' 9.9507), which T=0.01 samples 52:48 and T=0.001 still
+    73:27, so one group of that step has both outcomes; at 1e-4 the odds are 3e-5."""
+    return harness.run("inj-cold", 2, "rollout.temperature=0.0001")
 
 
 def test_near_zero_temperature_fires_no_learning_signal(cold, healthy):

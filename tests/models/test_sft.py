@@ -1,4 +1,5 @@
-"""SFT warm-up on the default (tiny-cpu) task: lands in the band, is cached, and loads."""
+"""SFT warm-up on the default (tiny-cpu) task: lands in the band, is cached, and loads; the
+policy shipped with the code is the one the recipe builds."""
 
 import json
 import time
@@ -8,6 +9,7 @@ import pytest
 
 from oreal_core.config import load_config
 from oreal_core.models.sft import REPORT_FILE, run_sft, sft_cache_key
+from oreal_core.models.shipped import shipped_policy, weights_digest
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +44,23 @@ def test_cache_key_follows_what_shapes_the_policy(cfg):
     assert sft_cache_key(load_config("tiny-cpu", ["sft.cache_dir=/elsewhere"])) == sft_cache_key(cfg)
     assert sft_cache_key(load_config("tiny-cpu", ["data.synthetic.max_value=50"])) != sft_cache_key(cfg)
     assert sft_cache_key(load_config("tiny-cpu", ["sft.lr=0.001"])) != sft_cache_key(cfg)
+
+
+@pytest.mark.parametrize("config", ["tiny-cpu", "demo-cpu"])
+def test_the_shipped_configs_find_their_policy_shipped(config):
+    # Fails when the recipe's code or settings changed without `oreal sft --ship`: every fresh
+    # clone would then spend minutes on the warm-up again.
+    name = f"tiny-{sft_cache_key(load_config(config, []))}"
+    assert shipped_policy(name) is not None, f"no shipped {name}: run `oreal sft --config {config} --ship`, commit it"
+
+
+def test_the_shipped_policy_is_the_one_the_recipe_builds(tmp_path, report):
+    # Bit-identical where it was shipped (measured: same weights digest on rebuilds); another
+    # CPU's kernels may round differently and tip a greedy check, so the contract checked is
+    # the recipe's outcome: the same stop and pass@1 within one check's noise.
+    built = run_sft(load_config("tiny-cpu", [f"sft.cache_dir={tmp_path}"]), use_shipped=False)
+    assert not built.cached and report.cached  # trained here; the session's copy is the shipped one
+    assert abs(built.steps - report.steps) <= 2 * load_config("tiny-cpu", []).sft.check_every, (built, report)
+    assert abs(built.heldout_pass1 - report.heldout_pass1) <= 0.05, (built, report)
+    same = weights_digest(Path(built.policy_dir)) == weights_digest(Path(report.policy_dir))
+    print(f"rebuilt SFT policy: {'bit-identical to' if same else 'differs from'} the shipped one")
