@@ -32,6 +32,7 @@ from oreal_core.config import OrealConfig
 from oreal_core.pipeline.progress import ALARM, RESULT, STEP, status_text
 
 LOG_FILE = "oreal.log"
+_saved_stderr: int | None = None  # a copy of fd 2 as it was before output_to moved it
 
 
 def run_log_path(cfg: OrealConfig, run_id: str) -> Path:
@@ -78,9 +79,12 @@ def output_to(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
+    global _saved_stderr
+    _saved_stderr = saved[1]
     try:
         yield terminal, log
     finally:
+        _saved_stderr = None
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, copy in zip((1, 2), saved, strict=True):
@@ -88,6 +92,11 @@ def output_to(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
             os.close(copy)
         terminal.close()
         log.close()
+
+
+def terminal_stderr() -> int:
+    """The fd of the person's stderr: fd 2, unless ``output_to`` moved it to the run's log."""
+    return 2 if _saved_stderr is None else _saved_stderr
 
 
 class StatusHandler(logging.Handler):

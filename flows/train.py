@@ -24,6 +24,7 @@ committed" are one fact: a kill before the commit leaves the stage to be redone.
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,12 +32,19 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import AsyncClientContext, SettingsContext, get_settings_context
+from prefect.context import (
+    AsyncClientContext,
+    FlowRunContext,
+    SettingsContext,
+    get_settings_context,
+)
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows.monitor import check_step
+from flows.stop import RunStopper
 from oreal_core.eval.history import best_checkpoint
+from oreal_core.pipeline import position
 from oreal_core.pipeline.progress import (
     RESULT,
     artifact_key,
@@ -87,12 +95,28 @@ def train(config: str = "tiny-cpu", overrides: list[str] | None = None, run_id: 
     # An empty run_id (a blank UI field) is refused by the session, never swapped for a new run.
     spec = RunSpec(new_run_id(config) if run_id is None else run_id, config, tuple(overrides or ()),
                    allow_code_change)
-    probe_judge(spec.load().verifier)  # an unreachable judge fails the run now, before anything is written
-    session = session_for(spec)  # opens (or resumes) the run: refuses a changed config up front
-    try:
-        return _train_steps(spec, session)
-    finally:  # engines, workers and the run lock go with the flow, not with the process
-        close_session(spec.run_id)
+    cfg = spec.load()
+    probe_judge(cfg.verifier)  # an unreachable judge fails the run now, before anything is written
+    position.reset()
+    with RunStopper(resume_command(spec), prefect_api_url(), cfg.monitor.prefect_api_timeout_s):
+        session = session_for(spec)  # opens (or resumes) the run: refuses a changed config up front
+        position.enter(spec.run_id, None, "start-up")
+        try:
+            return _train_steps(spec, session)
+        finally:  # engines, workers and the run lock go with the flow, not with the process
+            close_session(spec.run_id)
+
+
+def resume_command(spec: RunSpec) -> str:
+    return " ".join(["oreal resume", spec.run_id, "--config", spec.config,
+                     *(f"--set {shlex.quote(o)}" for o in spec.overrides),
+                     *(["--allow-code-change"] if spec.allow_code_change else [])])
+
+
+def prefect_api_url() -> str | None:
+    """The API this flow run reports to (Prefect's temporary server when none is configured)."""
+    client = FlowRunContext.get().client
+    return str(client.api_url) if client is not None else None
 
 
 def _train_steps(spec: RunSpec, session) -> dict:

@@ -11,6 +11,7 @@ import time
 from prefect import task
 
 from oreal_core.eval.runner import evaluate
+from oreal_core.pipeline import position
 from oreal_core.pipeline.session import RunSpec, session_for
 
 
@@ -22,6 +23,7 @@ def evaluate_task(spec: RunSpec, policy_version: int, label: str) -> dict[str, f
     the lake's ``eval`` table under step ``max(policy_version - 1, 0)``.
     """
     session = session_for(spec)
+    position.enter(spec.run_id, policy_version - 1 if policy_version else None, f"evaluation ({label})")
     engine = session.engine_at(policy_version)
     start = time.perf_counter()  # sampling and checking only: the engine's start-up is not the eval's
     summary = evaluate(session.cfg, session.policy_dir_for(policy_version), run_id=spec.run_id,

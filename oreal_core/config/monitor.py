@@ -40,6 +40,9 @@ class MonitorConfig:
     """Health alarms checked after every step, before the next rollout."""
 
     enabled: bool = True  # false: health metrics are still recorded, no alarm is evaluated
+    # A run whose Prefect API has not answered for this long stops with one line (flows/stop.py);
+    # what it committed stays, `oreal resume` continues once the API is back. 0: wait forever.
+    prefect_api_timeout_s: float = 180.0
     # NaN/inf in any metric of the step, or a step the trainer refused for a non-finite loss
     nonfinite: AlarmConfig = _alarm("stop", above=0.0)
     # mean |log pi_trainer - log pi_engine| on the kept tokens: bf16 noise is ~0.01-0.03, fp32
@@ -74,6 +77,8 @@ class MonitorConfig:
     grad_norm: AlarmConfig = _alarm("warn", above=100.0)
 
     def __post_init__(self) -> None:
+        _check(self.prefect_api_timeout_s >= 0, "prefect_api_timeout_s", self.prefect_api_timeout_s,
+               "must be >= 0 (0 = wait forever)")
         for f in fields(self):
             if f.type in (AlarmConfig, "AlarmConfig"):
                 alarm = getattr(self, f.name).over(f.default_factory())

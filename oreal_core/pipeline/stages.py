@@ -24,6 +24,7 @@ import torch
 from oreal_core.algo.advantages import group_advantages
 from oreal_core.algo.selection import SELECTIONS, group_pass_rates
 from oreal_core.data.prompts import SYNTHETIC as SYNTHETIC_PROMPTS
+from oreal_core.pipeline import position
 from oreal_core.pipeline.health import nonfinite_count, step_health
 from oreal_core.pipeline.records import kept_samples, samples_from_table
 from oreal_core.pipeline.rm_localisation import localisation_metrics
@@ -54,6 +55,7 @@ class StageResult:
 def run_stage(stage: str, session: RunSession, step: int) -> StageResult:
     """Run one stage of ``step`` unless its artefact is already committed."""
     table = STAGE_TABLES[stage]
+    position.enter(session.run_id, step, stage)
     existing = session.lake.artefact(session.run_id, step, table)
     if existing is not None:
         return StageResult(stage, existing, skipped=True)
