@@ -99,27 +99,25 @@ def rule_eval(overrides: list[str], checkpoint, run_id: str, problems: int) -> N
 
 def paired_gain(cfg, run_id: str, steps: int) -> dict:
     """Start and end pass@1 and the paired difference, from the run's per-problem eval records."""
-    from oreal_core.eval.estimators import mean_with_bootstrap
+    from oreal_core.eval.paired import compare
     from oreal_core.store.query import run_query
 
     rows = json.loads(run_query(cfg, "SELECT checkpoint, problem_id, outcome FROM eval WHERE run_id = "
                                      f"'{run_id}' AND bench = 'synthetic' AND sample_idx = 0", fmt="json"))
     final_tag = f"step={steps - 1:06d}"
-    start = {r["problem_id"]: r["outcome"] == "correct" for r in rows if final_tag not in r["checkpoint"]}
-    end = {r["problem_id"]: r["outcome"] == "correct" for r in rows if final_tag in r["checkpoint"]}
+    start = {r["problem_id"]: float(r["outcome"] == "correct") for r in rows if final_tag not in r["checkpoint"]}
+    end = {r["problem_id"]: float(r["outcome"] == "correct") for r in rows if final_tag in r["checkpoint"]}
     common = sorted(start.keys() & end.keys())
     if not common:
         raise SystemExit(f"run {run_id}: no problem was evaluated both at the start and after step {steps - 1}")
+    paired = compare({p: start[p] for p in common}, {p: end[p] for p in common})
 
-    def figures(values: list[float]) -> dict:
-        interval = mean_with_bootstrap(values)
+    def figures(interval) -> dict:
         return {"value": round(interval.value, 4), "low": round(interval.low, 4), "high": round(interval.high, 4)}
 
-    return {"problems": len(common), "start_pass1": figures([float(start[p]) for p in common]),
-            "end_pass1": figures([float(end[p]) for p in common]),
-            "paired_gain": figures([float(end[p]) - float(start[p]) for p in common]),
-            "flips": {"gained": sum(end[p] and not start[p] for p in common),
-                      "lost": sum(start[p] and not end[p] for p in common)}}
+    return {"problems": paired.problems, "start_pass1": figures(paired.a_pass1),
+            "end_pass1": figures(paired.b_pass1), "paired_gain": figures(paired.gain),
+            "flips": {"gained": paired.gained, "lost": paired.lost}, "mcnemar_p": paired.mcnemar_p}
 
 
 def print_table(results: list[dict], args) -> None:

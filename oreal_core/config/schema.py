@@ -20,6 +20,7 @@ import yaml
 
 from oreal_core.config.checks import SEED_LIMIT, SHOWN_CHARS, ConfigError, _check, shown  # noqa: F401 - re-exported
 from oreal_core.config.monitor import AlarmConfig, MonitorConfig  # noqa: F401 - re-exported
+from oreal_core.config.retrain import RetrainConfig  # noqa: F401 - re-exported
 from oreal_core.config.sampling import JudgeConfig, RolloutConfig, VerifierConfig  # noqa: F401 - re-exported
 from oreal_core.config.tracking import TrackingConfig  # noqa: F401 - re-exported
 from oreal_core.config.training import (  # noqa: F401 - re-exported
@@ -31,7 +32,7 @@ from oreal_core.config.training import (  # noqa: F401 - re-exported
     TrainConfig,
 )
 
-NOT_IDENTITY = ("monitor", "tracking")  # sections left out of OrealConfig.hash (they change no result)
+NOT_IDENTITY = ("monitor", "tracking", "retrain")  # sections left out of OrealConfig.hash (they change no result)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ class OrealConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self) -> None:
         _check(self.rollout.stop_word == self.verifier.stop_word, "verifier.stop_word", self.verifier.stop_word,
@@ -233,6 +235,9 @@ class OrealConfig:
         _check(self.rollout.colocation != "disjoint" or self.train.launcher != "inprocess", "rollout.colocation",
                self.rollout.colocation, "disjoint device sets need a training group (train.launcher: torchrun or "
                "deepspeed) on the GPUs the engines leave free")
+        unknown = [g for g in self.retrain.guard_benchmarks if g not in self.eval.benchmarks]
+        _check(not unknown, "retrain.guard_benchmarks", self.retrain.guard_benchmarks,
+               f"{unknown} not in eval.benchmarks={shown(self.eval.benchmarks)} (a guard must be evaluated)")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
