@@ -65,6 +65,7 @@ class Launched:
             os.killpg(self.proc.pid, signal.SIGKILL)
             pytest.fail(f"still running {budget_s + 30:.0f} s after the stop\n{self.diagnostics()}")
         seconds = time.monotonic() - start
+        print(f"{self.run_id}: stopped {seconds:.1f} s after the event (budget {budget_s:.0f} s)")
         assert seconds <= budget_s, f"stopped after {seconds:.1f} s > {budget_s:.0f} s\n{self.diagnostics()}"
         return seconds
 
