@@ -21,6 +21,7 @@ from oreal_core.eval.problems import EvalInputError
 from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
 from oreal_core.pipeline.alarms import HealthAlarmError
 from oreal_core.pipeline.preflight import check_run_inputs
+from oreal_core.registry.errors import RegistryError
 from oreal_core.rollout.base import RolloutInputError
 from oreal_core.store import StoreError
 from oreal_core.store.errors import InvalidRunId
@@ -95,6 +96,14 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     from oreal_core.store.health_report import signature_samples
 
     print(signature_samples(config_from(args), args.run_id, args.signature, args.step, args.limit, args.format))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from oreal_core.registry.command import run_models_command
+
+    print(run_models_command(config_from(args), args.action, args.target, reason=args.reason, lineage=args.lineage,
+                             checkpoint=args.checkpoint, run_id=args.run_id, step=args.step))
     return 0
 
 
@@ -251,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval": ("evaluate a checkpoint on math benchmarks (pass@1, pass@k, per-sample records in the lake)",
                  _cmd_eval),
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
-                  "metrics, eval, runs)", _cmd_query),
+                  "metrics, eval, runs, models, model_decisions)", _cmd_query),
+        "models": ("the model registry: list, show ID, register a checkpoint, promote ID --reason, rollback "
+                   "LINEAGE (docs/registry.md)", _cmd_models),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
         "samples": ("a run's samples that show a reward-hacking / health signature (docs/health.md)", _cmd_samples),
         "plan": ("per-GPU memory of actor, token RM, reference, optimizer states and vLLM KV cache under the "
@@ -298,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id", type=_run_id)
+    models = parsers["models"]
+    models.add_argument("action", nargs="?", default="list", choices=("list", "show", "register", "promote", "rollback"))
+    models.add_argument("target", nargs="?", default=None, help="model id (show, promote) or lineage (rollback)")
+    models.add_argument("--reason", default=None, help="why (recorded with the decision; required by promote)")
+    models.add_argument("--lineage", default=None, help="register: the lineage the model joins")
+    models.add_argument("--checkpoint", default=None, help="register: the HF-format model directory")
+    models.add_argument("--run-id", type=_run_id, default=None, help="register: the run that trained it")
+    models.add_argument("--step", type=_non_negative_int, default=None,
+                        help="register: its step (eval records of that run and step are attached)")
     _add_samples_args(parsers["samples"])
     plan_p = parsers["plan"]
     plan_p.add_argument("--gpus", type=_positive_int, default=None,
@@ -331,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"oreal: lake error: {exc}", file=sys.stderr)
         return 1
+    except RegistryError as exc:
+        print(f"oreal: registry: {exc}", file=sys.stderr)
+        return 2
     except EvalInputError as exc:
         print(f"oreal: eval input error: {exc}", file=sys.stderr)
         return 2

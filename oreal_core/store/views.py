@@ -36,6 +36,7 @@ import duckdb
 import pyarrow as pa
 from duckdb.sqltypes import BOOLEAN, DOUBLE, INTEGER, VARCHAR
 
+from oreal_core.registry.views import REGISTRY_VIEWS, create_registry_views
 from oreal_core.store.errors import StorageUnavailable
 from oreal_core.store.filesystems import StoreLocation, redact
 from oreal_core.store.integrity import Committed, Skipped, checked_artefacts
@@ -44,7 +45,7 @@ from oreal_core.store.manifest import RunManifest
 from oreal_core.store.schemas import TABLES
 from oreal_core.verify import signatures
 
-VIEWS = (*TABLES, "runs")
+VIEWS = (*TABLES, "runs", *REGISTRY_VIEWS)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -78,6 +79,7 @@ def open_views(lake: Lake, hashed: Collection[str] = TABLES) -> tuple[duckdb.Duc
         for table in TABLES:
             _create_view(con, table, files[table])
         _create_runs_view(con, list(manifests.values()))
+        create_registry_views(con, lake.location)  # models, model_decisions (docs/registry.md)
         _register_health_functions(con)
         if lake.location.is_s3:
             con.execute("SET allowed_paths = ?", [[uri for table in TABLES for uri in files[table]]])
