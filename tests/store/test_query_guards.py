@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from oreal_core.config import StoreConfig
+from oreal_core.registry import Provenance, Registry
+from oreal_core.registry.evals import eval_results
 from oreal_core.store import EvalRecord, Lake, QueryRefused, query, views
 from oreal_core.store.errors import QueryFailed, QueryTimeout
 from oreal_core.store.query import run_query
@@ -123,7 +125,8 @@ def documented_queries() -> list[str]:
 
 @pytest.fixture(scope="module")
 def docs_lake(tmp_path_factory) -> StoreConfig:
-    """A lake shaped like the docs' examples: runs tiny-cpu-001 (4 steps, a judge), RUN and smol, with evals."""
+    """A lake shaped like the docs' examples: runs tiny-cpu-001 (4 steps, a judge), RUN and smol, with
+    evals, and a registry."""
     cfg = StoreConfig(uri=str(tmp_path_factory.mktemp("docs") / "lake"))
     lake = Lake.open(cfg)
     write_run(lake, "tiny-cpu-001", steps=4, judge=True)
@@ -132,6 +135,12 @@ def docs_lake(tmp_path_factory) -> StoreConfig:
     for run_id in ("tiny-cpu-001", "RUN"):
         lake.write(run_id, 2, "eval", [EvalRecord("ckpt/step=000001", "math500", f"q{i}", 0, "x", 3, "stop",
                                                   "correct" if i % 2 else "incorrect", str(i), 1.0) for i in range(4)])
+    registry = Registry.open(cfg)  # docs/registry.md: lineage tiny, v2 (RUN's step 2, evaluated) the champion
+    registry.register("tiny", Provenance("/models/sft"))
+    registry.register("tiny", Provenance("ckpt/step=000001", run_id="RUN", step=2),
+                      eval_results(lake, "RUN", 2, "ckpt/step=000001"))
+    registry.promote("tiny-v1", "the SFT policy")
+    registry.promote("tiny-v2", "gate")
     return cfg
 
 
