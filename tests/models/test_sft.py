@@ -1,5 +1,6 @@
 """SFT warm-up on the default (tiny-cpu) task: lands in the band, is cached, and loads; the
-policy shipped with the code is the one the recipe builds."""
+shipped configs find the policy shipped with the code (benchmarks/sft_rebuild.py rebuilds
+it from scratch and compares)."""
 
 import json
 import time
@@ -9,7 +10,7 @@ import pytest
 
 from oreal_core.config import load_config
 from oreal_core.models.sft import REPORT_FILE, run_sft, sft_cache_key
-from oreal_core.models.shipped import shipped_policy, weights_digest
+from oreal_core.models.shipped import shipped_policy
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +55,13 @@ def test_the_shipped_configs_find_their_policy_shipped(config):
     assert shipped_policy(name) is not None, f"no shipped {name}: run `oreal sft --config {config} --ship`, commit it"
 
 
-def test_the_shipped_policy_is_the_one_the_recipe_builds(tmp_path, report):
-    # Bit-identical where it was shipped (measured: same weights digest on rebuilds); another
-    # CPU's kernels may round differently and tip a greedy check, so the contract checked is
-    # the recipe's outcome: the same stop and pass@1 within one check's noise.
-    built = run_sft(load_config("tiny-cpu", [f"sft.cache_dir={tmp_path}"]), use_shipped=False)
-    assert not built.cached and report.cached  # trained here; the session's copy is the shipped one
-    assert abs(built.steps - report.steps) <= 2 * load_config("tiny-cpu", []).sft.check_every, (built, report)
-    assert abs(built.heldout_pass1 - report.heldout_pass1) <= 0.05, (built, report)
-    same = weights_digest(Path(built.policy_dir)) == weights_digest(Path(report.policy_dir))
-    print(f"rebuilt SFT policy: {'bit-identical to' if same else 'differs from'} the shipped one")
+def test_a_cache_miss_without_a_shipped_policy_trains_and_commits(tmp_path):
+    # 20 steps (other settings: another key, nothing shipped for it). The full warm-up is
+    # benchmarks/sft_rebuild.py's, which also compares it with the shipped policy.
+    cfg = load_config("tiny-cpu", [f"sft.cache_dir={tmp_path}", "sft.max_steps=20", "sft.check_every=20",
+                                   "sft.check_size=10"])
+    built = run_sft(cfg)
+    assert not built.cached and built.steps == 20 and built.checks[-1][0] == 20
+    assert Path(built.policy_dir) == tmp_path / f"tiny-{sft_cache_key(cfg)}"
+    assert json.loads((Path(built.policy_dir) / REPORT_FILE).read_text())["steps"] == 20
+    assert run_sft(cfg).cached
