@@ -29,8 +29,9 @@ class TrackingConfig:
     # Entries waiting for one backend; beyond it new ones are dropped and counted, so a slow or
     # hung tracker costs the run a bounded amount of memory and never a wait.
     queue_size: int = 1000
-    # At the run's end (a stop signal included), how long the backends together may take to write
-    # their backlog: normally milliseconds; the bound is for a tracking server that hangs.
+    # At the run's end, how long the backends together may take to write their backlog: normally
+    # milliseconds; the bound is for a tracking server that hangs. A stopped run (flows/stop.py)
+    # exits at once; its resume catches the trackers up from the lake.
     close_timeout_s: float = 10.0
     sample_rollouts: int = 4  # rollouts per step shown as a text table where the backend has one (0 = none)
 
