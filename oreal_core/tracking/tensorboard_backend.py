@@ -6,6 +6,7 @@ one run); what the earlier files hold is read back first, so no step is written 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -28,6 +29,7 @@ class TensorBoardBackend(Backend):
 
     def open(self) -> dict[str, int]:
         logged = last_steps(self.folder)
+        _after_the_newest_file(self.folder)
         self.writer = SummaryWriter(str(self.folder), flush_secs=FLUSH_S)
         return logged
 
@@ -49,6 +51,17 @@ class TensorBoardBackend(Backend):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _after_the_newest_file(folder: Path) -> None:
+    """Wait until the clock is past the newest event file's second. TensorBoard reads a folder's
+    files in name order, and a name is events.out.tfevents.<unix second>.<host>.<pid>...: a
+    resume opened within the killed writer's second could sort first, and its steps would then
+    come before the earlier ones, which TensorBoard takes for a restart and purges."""
+    seconds = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
 
 
 def last_steps(folder: Path) -> dict[str, int]:
