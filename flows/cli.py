@@ -22,6 +22,7 @@ from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
 from oreal_core.pipeline.alarms import HealthAlarmError
 from oreal_core.pipeline.preflight import check_run_inputs
 from oreal_core.registry.errors import RegistryError
+from oreal_core.retrain.cycle import CycleMismatch
 from oreal_core.rollout.base import RolloutInputError
 from oreal_core.store import StoreError
 from oreal_core.store.errors import InvalidRunId
@@ -165,6 +166,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    check_run_inputs(cfg)
+    check_prefect_api()
+    from flows.console import console, run_log_path
+    from flows.retrain import retrain
+
+    log_path = run_log_path(cfg, f"retrain-{args.lineage}")
+    with console(log_path, args.verbose):
+        decision = retrain(args.lineage, args.config or DEFAULT_CONFIG, list(args.overrides))
+    print(f"cycle {decision['cycle_id']}: {decision['verdict']} {decision['challenger'] or ''}; champion of "
+          f"{args.lineage}: {decision['champion']}\n  {decision['reason']}"
+          + ("" if args.verbose else f"\n  log {log_path}"))
+    return 1 if decision["verdict"] == "failed" else 0
+
+
+def _cmd_prompts(args: argparse.Namespace) -> int:
+    from flows.retrain import announce_prompts
+    from oreal_core.retrain.incoming import add_prompt_file
+
+    added = add_prompt_file(config_from(args), args.lineage, args.file)
+    print(f"{added.uri}: {added.rows} prompts (sha256 {added.sha256[:12]}); {announce_prompts(args.lineage, added)}")
+    return 0
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from oreal_core.store import Lake, RunNotFound
 
@@ -261,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
                  _cmd_eval),
         "query": ("read-only DuckDB SQL over the rollout lake (views: samples, verdicts, scored, "
                   "metrics, eval, runs, models, model_decisions)", _cmd_query),
+        "retrain": ("one retraining cycle of a lineage: from its champion, on the config's and the newly "
+                    "arrived prompts; the challenger is promoted only if it beats the champion (docs/retrain.md)",
+                    _cmd_retrain),
+        "prompts": ("prompts add FILE --lineage NAME: check a prompt file and add it to the lineage's incoming "
+                    "prompts (the next cycle trains on it)", _cmd_prompts),
         "models": ("the model registry: list, show ID, register a checkpoint, promote ID --reason, rollback "
                    "LINEAGE (docs/registry.md)", _cmd_models),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
@@ -284,7 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("train", "resume"):
         parsers[name].add_argument("--allow-code-change", action="store_true",
                                    help="resume a run started under another code version (git commit)")
-    for name in ("train", "resume", "demo"):
+    parsers["retrain"].add_argument("--lineage", required=True, help="the lineage to retrain (docs/registry.md)")
+    prompts = parsers["prompts"]
+    prompts.add_argument("action", choices=("add",))
+    prompts.add_argument("file", help="JSONL or Parquet: question + gold_answer per row")
+    prompts.add_argument("--lineage", required=True, help="the lineage whose next cycle reads it")
+    for name in ("train", "resume", "demo", "retrain"):
         parsers[name].add_argument("-v", "--verbose", action="store_true",
                                    help="show every library and engine log line here (default: a live status "
                                         "line, warnings and results; the rest goes to the run's oreal.log)")
@@ -356,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except EvalInputError as exc:
         print(f"oreal: eval input error: {exc}", file=sys.stderr)
+        return 2
+    except CycleMismatch as exc:
+        print(f"oreal: retrain: {exc}", file=sys.stderr)
         return 2
     except (PromptDataError, FileExistsError) as exc:  # a bad prompt file; `prepare` would overwrite
         print(f"oreal: {exc}", file=sys.stderr)

@@ -33,9 +33,21 @@ class RetrainConfig:
     # while training on competition problems); the others are gated on min_gain.
     guard_benchmarks: tuple[str, ...] = ()
     reference: ReferenceChoice = "start"
+    # Where new prompt files arrive (JSONL/Parquet of question + gold_answer): a local folder or
+    # an s3:// prefix (read with the store's endpoint and credentials). None: the lake's
+    # retrain/<lineage>/incoming/, which `oreal prompts add` fills.
+    incoming: str | None = None
+    # Prompts of data.prompts a cycle draws (seeded by the cycle number) besides every incoming
+    # one; None = all. Each is sampled rollout.samples_per_prompt times to re-estimate its pass
+    # rate under the start model, so a 20k-prompt set costs a full pass over it every cycle.
+    config_prompts: int | None = None
 
     def __post_init__(self) -> None:
         _check(-1 < self.min_gain < 1, "min_gain", self.min_gain, "must be in (-1, 1) (a pass@1 difference)")
         _check(0 <= self.max_regression <= 1, "max_regression", self.max_regression, "must be in [0, 1]")
         _check(len(set(self.guard_benchmarks)) == len(self.guard_benchmarks), "guard_benchmarks",
                self.guard_benchmarks, "names a benchmark twice")
+        _check(self.incoming is None or bool(self.incoming.strip()), "incoming", self.incoming,
+               "must be a folder, an s3:// prefix, or null")
+        _check(self.config_prompts is None or self.config_prompts >= 0, "config_prompts", self.config_prompts,
+               "must be >= 0 (or null for all)")

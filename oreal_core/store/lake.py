@@ -274,6 +274,27 @@ class Lake:
     def read_ref(self, ref: ArtefactRef, *, verify: bool = True) -> pa.Table:
         return self.read(ref.run_id, ref.step, ref.stage, verify=verify)
 
+    # ------------------------------------------------------------------ documents
+
+    def put_document(self, key: str, payload: bytes) -> str:
+        """Commit one small file outside the runs (a retraining cycle's records) whole or not at
+        all: staged, then moved to ``key``. Returns its URI."""
+        with self._staged() as stage_dir:
+            staged = posixpath.join(stage_dir, posixpath.basename(key))
+            self._put(staged, payload)
+            self._move(staged, key)
+        return self.location.uri_of(self.location.path(key))
+
+    def get_document(self, key: str) -> bytes | None:
+        """A file committed by put_document, or None when there is none."""
+        return self._get(key) if self._exists(key) else None
+
+    def list_documents(self, prefix: str) -> list[str]:
+        """Keys of the files under ``prefix`` (recursive), relative to the lake's root, sorted."""
+        root = self.location.path("")
+        return sorted(info.path[len(root):].lstrip("/") for info in self._list(prefix, recursive=True)
+                      if info.type == pafs.FileType.File)
+
     # ------------------------------------------------------------------ internals
 
     def _ref(self, manifest: StageManifest) -> ArtefactRef:

@@ -52,7 +52,12 @@ def lock_path(lake: Lake, run_id: str, checkpoint_dir: Path) -> Path:
 
 def acquire_run_lock(lake: Lake, run_id: str, checkpoint_dir: Path) -> RunLock:
     """Take the run's lock or raise RunLocked naming the holder's pid, host and the lock file."""
-    path = lock_path(lake, run_id, checkpoint_dir)
+    return acquire_lock(lock_path(lake, run_id, checkpoint_dir), f"run {run_id} is already being run")
+
+
+def acquire_lock(path: Path, busy: str) -> RunLock:
+    """Take the lock at ``path`` or raise RunLocked: ``busy`` (what holds it), then the holder's pid
+    and host and the lock file. Also the retraining cycle's lineage lock (oreal_core/retrain)."""
     make_dirs_durably(str(path.parent))
     handle = open(path, "a+")  # noqa: SIM115 - held open for as long as the lock is held
     try:
@@ -62,7 +67,7 @@ def acquire_run_lock(lake: Lake, run_id: str, checkpoint_dir: Path) -> RunLock:
         holder = handle.read().split() or ["?", "?"]
         handle.close()
         pid, host = (holder + ["?"])[:2]
-        raise RunLocked(f"run {run_id} is already being run by pid {pid} on host {host} (lock file {path})") from None
+        raise RunLocked(f"{busy} by pid {pid} on host {host} (lock file {path})") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()} {socket.gethostname()}\n")

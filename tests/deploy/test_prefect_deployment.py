@@ -122,11 +122,47 @@ def test_every_deployment_registers_with_its_schedules_and_limits(prefect_env):
     names = [arg for d in present for arg in ("--name", d["name"])]
     prefect_cli(["--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", *names], env, timeout_s=900)
     with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
-        retrain = client.read_deployment_by_name("oreal-train/oreal-retrain")
+        retrain = client.read_deployment_by_name("oreal-retrain/oreal-retrain")
         gpu = client.read_work_pool(pools["gpu"]["name"])
+        automations = client.read_automations_by_name(f"{retrain.name}__automation_1")
     schedules = {s.slug: s for s in retrain.schedules}
-    assert schedules["nightly-new-run"].active and schedules["nightly-new-run"].schedule.cron == "0 2 * * *"
-    assert not schedules["resume-run"].active and schedules["resume-run"].parameters["run_id"]
+    assert schedules["nightly-cycle"].active and schedules["nightly-cycle"].schedule.cron == "0 2 * * *"
+    assert retrain.entrypoint == "flows/retrain.py:retrain" and retrain.parameters["lineage"] == "oreal-7b"
     assert retrain.global_concurrency_limit.limit == 1
+    # The new-prompt trigger: an automation that runs this deployment on oreal.prompts.added for its lineage.
+    (automation,) = automations
+    assert automation.enabled and automation.trigger.expect == {"oreal.prompts.added"}
+    assert automation.trigger.match.model_dump()["prefect.resource.id"] == "oreal.lineage.oreal-7b"
+    assert [a.deployment_id for a in automation.actions] == [retrain.id]
     assert retrain.job_variables["gpu_count"] == pools["gpu"]["job_variables"]["gpu_count"]
     assert "gpu_count" in gpu.base_job_template["variables"]["properties"]
+
+
+def test_new_prompts_trigger_a_retraining_cycle(prefect_env, tmp_path):
+    """`oreal prompts add` lands the file and emits oreal.prompts.added; the retrain deployment's
+    automation (registered by the test above) answers with a flow run of that deployment."""
+    import json
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, _ = prefect_env
+    prompts = tmp_path / "arrived.jsonl"
+    prompts.write_text(json.dumps({"question": "What is 2 + 2?", "gold_answer": "4"}) + "\n")
+    added = subprocess.run([sys.executable, "-m", "flows.cli", "prompts", "add", str(prompts), "--lineage",
+                            "oreal-7b", "--set", f"store.uri={tmp_path / 'lake'}"], cwd=REPO_ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert added.returncode == 0, added.stderr[-3000:]
+    assert "event oreal.prompts.added emitted" in added.stdout, added.stdout
+    assert list((tmp_path / "lake" / "retrain" / "oreal-7b" / "incoming").glob("*-arrived.jsonl"))
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("oreal-retrain/oreal-retrain")
+        only_it = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        deadline = time.monotonic() + 120
+        # The nightly schedule's runs are auto-scheduled; the trigger's is not.
+        while not (runs := [r for r in client.read_flow_runs(deployment_filter=only_it) if not r.auto_scheduled]):
+            assert time.monotonic() < deadline, "no flow run of oreal-retrain 120 s after oreal.prompts.added"
+            time.sleep(2)
+    assert runs[0].parameters["lineage"] == "oreal-7b"
