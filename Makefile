@@ -28,8 +28,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	touch $(STAMP)
 
+# Two workers, a test module each at a time: the suite alone keeps ~1.1 of the 2 cores busy (its
+# tests wait on engines, servers and subprocesses), so a second module fills the idle core.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
