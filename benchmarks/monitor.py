@@ -106,7 +106,7 @@ def announce_s(run_id: str) -> float:
     from prefect import flow
 
     from flows.monitor import _announce
-    from oreal_core.pipeline.alarms import ALARMS, Alarm
+    from oreal_core.alarms import ALARMS, Alarm
 
     spec = ALARMS["entropy_collapse"]
     alarm = Alarm("entropy_collapse", "warn", 0, spec.metric, 0.01, "< 0.02", spec.check)

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from oreal_core.alarms import HealthAlarmError
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
 from oreal_core.config.schema import shown
 from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
-from oreal_core.pipeline.alarms import HealthAlarmError
 from oreal_core.pipeline.preflight import check_run_inputs
 from oreal_core.registry.errors import RegistryError
 from oreal_core.retrain.cycle import CycleMismatch

@@ -14,7 +14,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from oreal_core.pipeline.alarms import Alarm, HealthAlarmError, evaluate, stop_message
+from oreal_core.alarms import Alarm, HealthAlarmError, evaluate, stop_message
 from oreal_core.pipeline.progress import ALARM, artifact_key
 from oreal_core.store import ArtefactNotFound
 

@@ -18,8 +18,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from flows.train import train
+from oreal_core.alarms import HealthAlarmError
 from oreal_core.config import load_config
-from oreal_core.pipeline.alarms import HealthAlarmError
 from oreal_core.retrain.cycle import lineage_lock
 from oreal_core.retrain.gate import gate_markdown
 from oreal_core.retrain.stages import Cycle, failed_decision, finish

@@ -3,7 +3,7 @@
 RL runs fail silently more often than they crash: the engine samples from stale weights,
 the judge starts erroring, lengths run into the limit, responses learn to game the
 checker. These ``health/`` metrics go into the metrics table with the rest of the step, so
-``monitor`` alarms (oreal_core/pipeline/alarms.py) and DuckDB queries can watch them.
+``monitor`` alarms (oreal_core/alarms.py) and DuckDB queries can watch them.
 
 The trainer-side ones (entropy, KL, log-prob mismatch, gradient norms) come with the
 trainer's StepMetrics, so they reach here under any ``train.launcher``; this module only

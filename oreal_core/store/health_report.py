@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from oreal_core.alarms import ALARMS, Alarm, evaluate
 from oreal_core.config import ConfigError, OrealConfig, StoreConfig, from_dict
 from oreal_core.config.loading import yaml_problem
 from oreal_core.config.schema import MonitorConfig
-from oreal_core.pipeline.alarms import ALARMS, Alarm, evaluate
 from oreal_core.store import plots
 from oreal_core.store.canned import HEALTH_METRIC_PREFIXES, SIGNATURES, signature_samples_sql
 from oreal_core.store.lake import Lake

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from oreal_core.alarms import evaluate
 from oreal_core.config import OrealConfig
-from oreal_core.pipeline.alarms import evaluate
 from oreal_core.store import Lake
 from oreal_core.store.errors import ArtefactNotFound
 from oreal_core.tracking.backend import TrackerRun, backend_for

@@ -13,8 +13,8 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 
 from flows.train import train
+from oreal_core.alarms import HealthAlarmError
 from oreal_core.config import load_config
-from oreal_core.pipeline.alarms import HealthAlarmError
 from oreal_core.store import Lake
 
 pytestmark = pytest.mark.slow

@@ -36,10 +36,10 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 
 from flows.train import train
+from oreal_core.alarms import HealthAlarmError, evaluate
 from oreal_core.algo import kl
 from oreal_core.config import OrealConfig, load_config
 from oreal_core.pipeline import stages
-from oreal_core.pipeline.alarms import HealthAlarmError, evaluate
 from oreal_core.store import Lake
 from oreal_core.types import Outcome
 from oreal_core.verify import verifier

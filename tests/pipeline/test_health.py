@@ -7,10 +7,10 @@ import math
 import pyarrow as pa
 import pytest
 
+from oreal_core.alarms import ALARMS, evaluate, stop_message
 from oreal_core.config import ConfigError, load_config
 from oreal_core.config.schema import MonitorConfig
 from oreal_core.pipeline import health
-from oreal_core.pipeline.alarms import ALARMS, evaluate, stop_message
 from oreal_core.pipeline.stages import step_summary
 
 WORKED = "22 - 9 = 13\n13 + 12 = 25\nThe answer is \\boxed{25}.<|im_end|>"

@@ -9,7 +9,7 @@ import pytest
 
 from oreal_core.config import StoreConfig
 from oreal_core.data.records import PromptDataError, PromptRecord
-from oreal_core.models.shipped import shipped_policy
+from oreal_core.models.shipped import SHIPPED_ROOT
 from oreal_core.retrain.cycle import (
     CycleMismatch,
     CyclePlan,
@@ -79,12 +79,7 @@ def test_one_cycle_per_lineage_at_a_time(records):
 def tokenizer():
     from oreal_core.rollout.policy_dir import inspect_policy_dir, load_policy_tokenizer
 
-    return load_policy_tokenizer(inspect_policy_dir(next(iter(shipped_policy_dirs()))))
-
-
-def shipped_policy_dirs():
-    root = Path(__file__).resolve().parents[2] / "oreal_core" / "models" / "shipped"
-    return [p for p in root.iterdir() if shipped_policy(p.name)]
+    return load_policy_tokenizer(inspect_policy_dir(sorted(SHIPPED_ROOT.glob("tiny-*"))[0]))
 
 
 def test_prompts_are_drawn_by_cycle_and_deduplicated_by_question(tokenizer):

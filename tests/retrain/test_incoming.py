@@ -67,3 +67,30 @@ def test_staging_and_hidden_paths_are_not_prompt_files(tmp_path):
     lake, prefix = incoming_place(cfg, "tiny")
     lake.put_document(f"{prefix}/_staging/x.jsonl", b"{")
     assert len(prompt_keys(lake, prefix)) == 1
+
+
+def test_incoming_files_and_cycle_records_on_s3(s3_server, tmp_path):
+    """An s3:// lake holds the incoming files and the cycle's records; an s3:// retrain.incoming
+    prefix is read with the store's endpoint."""
+    import uuid
+
+    from oreal_core.retrain.cycle import CycleRecords
+    from oreal_core.store import Lake
+    from tests.retrain.conftest import BUCKET
+
+    lake_uri = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    cfg = load_config("tiny-cpu", [f"store.uri={lake_uri}", f"store.endpoint_url={s3_server}"])
+    added = add_prompt_file(cfg, "tiny", _jsonl(tmp_path / "a.jsonl", [{"question": "q", "gold_answer": "1"}]))
+    assert added.uri == f"{lake_uri}/retrain/tiny/incoming/{added.name}"
+    (read,) = read_incoming(cfg, "tiny").files
+    assert (read.uri, read.sha256, read.rows) == (added.uri, added.sha256, 1)
+    records = CycleRecords(Lake.open(cfg.store), "tiny")
+    records.write("tiny-c0001", "gate", {"promote": True})
+    assert records.read("tiny-c0001", "gate") == {"promote": True} and records.read("tiny-c0001", "plan") is None
+
+    drop = f"s3://{BUCKET}/{uuid.uuid4().hex}/drop"
+    elsewhere = load_config("tiny-cpu", [f"store.uri={lake_uri}", f"store.endpoint_url={s3_server}",
+                                         f"retrain.incoming={drop}"])
+    add_prompt_file(elsewhere, "tiny", tmp_path / "a.jsonl")
+    (file,) = read_incoming(elsewhere, "tiny").files
+    assert file.uri.startswith(f"{drop}/") and file.sha256 == added.sha256

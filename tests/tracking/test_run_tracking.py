@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from oreal_core.alarms import evaluate
 from oreal_core.config import load_config
-from oreal_core.pipeline.alarms import evaluate
 from oreal_core.store import Lake
 from oreal_core.tracking.run_tracking import run_params, run_tracking, tracker_run
 from oreal_core.types import StepMetrics

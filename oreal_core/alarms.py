@@ -1,7 +1,9 @@
 """Health alarms: the ``monitor`` thresholds applied to a step's metrics (docs/health.md).
 
 Pure: a step's metrics in, the alarms that fire out. What an alarm *does* (a log line, a
-Prefect artifact and event, failing the run) is the flow's business (flows/train.py).
+Prefect artifact and event, failing the run) is the flow's business (flows/train.py). A module
+of its own beside types.py: the pipeline raises alarms, the lake's health report and the
+trackers recompute them, and none of those layers should import another to do so.
 """
 
 from __future__ import annotations
