@@ -104,7 +104,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from oreal_core.registry.command import run_models_command
 
     print(run_models_command(config_from(args), args.action, args.target, reason=args.reason, lineage=args.lineage,
-                             checkpoint=args.checkpoint, run_id=args.run_id, step=args.step))
+                             checkpoint=args.checkpoint, run_id=args.run_id, step=args.step,
+                             parent=args.parent))
     return 0
 
 
@@ -292,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                     _cmd_retrain),
         "prompts": ("prompts add FILE --lineage NAME: check a prompt file and add it to the lineage's incoming "
                     "prompts (the next cycle trains on it)", _cmd_prompts),
-        "models": ("the model registry: list, show ID, register a checkpoint, promote ID --reason, rollback "
-                   "LINEAGE (docs/registry.md)", _cmd_models),
+        "models": ("the model registry: list, show ID, register a checkpoint, promote / reject ID --reason, "
+                   "rollback LINEAGE (docs/registry.md)", _cmd_models),
         "report": ("write plots and a markdown summary of a run", _cmd_report),
         "samples": ("a run's samples that show a reward-hacking / health signature (docs/health.md)", _cmd_samples),
         "plan": ("per-GPU memory of actor, token RM, reference, optimizer states and vLLM KV cache under the "
@@ -346,9 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
     parsers["report"].add_argument("run_id", type=_run_id)
     models = parsers["models"]
-    models.add_argument("action", nargs="?", default="list", choices=("list", "show", "register", "promote", "rollback"))
-    models.add_argument("target", nargs="?", default=None, help="model id (show, promote) or lineage (rollback)")
-    models.add_argument("--reason", default=None, help="why (recorded with the decision; required by promote)")
+    models.add_argument("action", nargs="?", default="list",
+                        choices=("list", "show", "register", "promote", "reject", "rollback"))
+    models.add_argument("target", nargs="?", default=None, help="model id (show, promote, reject) or lineage (rollback)")
+    models.add_argument("--reason", default=None, help="why (recorded with the decision; required by promote, reject)")
+    models.add_argument("--parent", default=None, help="register: the model it was trained from (same lineage)")
     models.add_argument("--lineage", default=None, help="register: the lineage the model joins")
     models.add_argument("--checkpoint", default=None, help="register: the HF-format model directory")
     models.add_argument("--run-id", type=_run_id, default=None, help="register: the run that trained it")

@@ -14,26 +14,30 @@ from oreal_core.registry.errors import RegistryError
 from oreal_core.registry.registry import Registry, lineage_of
 from oreal_core.store import Lake
 
-ACTIONS = ("list", "show", "register", "promote", "rollback")
+ACTIONS = ("list", "show", "register", "promote", "reject", "rollback")
 
 
 def run_models_command(cfg: OrealConfig, action: str, target: str | None = None, *, reason: str | None = None,
                        lineage: str | None = None, checkpoint: str | None = None, run_id: str | None = None,
-                       step: int | None = None) -> str:
+                       step: int | None = None, parent: str | None = None) -> str:
     registry = Registry.open(cfg.store)
     if action == "list":
         return list_models(registry)
     if action == "register":
-        return _register(cfg, registry, lineage, checkpoint, run_id, step, reason)
+        return _register(cfg, registry, lineage, checkpoint, run_id, step, reason, parent)
     if not target:
         raise RegistryError(f"models {action}: name the {'lineage' if action == 'rollback' else 'model id'}")
     if action == "show":
         return show_model(registry, target)
+    if action in ("promote", "reject") and not reason:
+        raise RegistryError(f"models {action}: --reason TEXT is required (it is recorded with the decision)")
     if action == "promote":
-        if not reason:
-            raise RegistryError("models promote: --reason TEXT is required (it is recorded with the decision)")
         state = registry.promote(target, reason)
         return f"{target} is now the champion of {state.lineage}\n" + list_models(registry, state.lineage)
+    if action == "reject":
+        state = registry.reject(target, reason)
+        return f"{target} is rejected; the champion of {state.lineage} stays {state.champion or 'none'}\n" + \
+            list_models(registry, state.lineage)
     if action == "rollback":
         state = registry.rollback(target, reason or "manual rollback")
         return f"rolled back: {state.champion} is again the champion of {target}\n" + list_models(registry, target)
@@ -70,7 +74,7 @@ def show_model(registry: Registry, model_id: str) -> str:
 
 
 def _register(cfg: OrealConfig, registry: Registry, lineage: str | None, checkpoint: str | None,
-              run_id: str | None, step: int | None, reason: str | None) -> str:
+              run_id: str | None, step: int | None, reason: str | None, parent: str | None) -> str:
     # policy_dir loads transformers: imported only when registering
     from oreal_core.registry.evals import eval_results
     from oreal_core.rollout.policy_dir import check_model_dir
@@ -81,13 +85,16 @@ def _register(cfg: OrealConfig, registry: Registry, lineage: str | None, checkpo
         raise RegistryError("models register: give --run-id and --step together (the eval records' partition)")
     lineage_of(f"{lineage}-v1")  # the lineage name's rule, before the model folder is read
     check_model_dir(checkpoint, "--checkpoint")
+    if parent is not None and registry.model(parent).lineage != lineage:  # ModelNotFound names an unknown one
+        raise RegistryError(f"models register: --parent {parent} is of another lineage than {lineage}")
     uri = Path(checkpoint).expanduser().resolve().as_posix()
     evals: tuple[EvalResult, ...] = ()
-    provenance = Provenance(checkpoint_uri=uri)
+    provenance = Provenance(checkpoint_uri=uri, parent_model_id=parent)
     if run_id is not None:
         lake = Lake.open(cfg.store)
         run = lake.run(run_id)
-        provenance = Provenance(checkpoint_uri=uri, run_id=run_id, step=step, config_hash=run.config_hash,
+        provenance = Provenance(checkpoint_uri=uri, parent_model_id=parent, run_id=run_id, step=step,
+                                config_hash=run.config_hash,
                                 prompts_hash=run.prompts_hash, code_revision=run.code_version)
         evals = eval_results(lake, run_id, step, checkpoint)
     model = registry.register(lineage, provenance, evals, reason=reason or "registered by hand")

@@ -80,3 +80,24 @@ def test_cli_refusals(capsys, tmp_path, checkpoint):
     assert code == 2 and "expected <lineage>-v<n>" in err
     code, _, err = oreal(capsys, lake, "models", "show")
     assert code == 2 and "name the model id" in err
+
+
+def test_register_with_a_parent_and_reject_through_the_cli(capsys, tmp_path, checkpoint):
+    lake = str(tmp_path / "lake")
+    assert oreal(capsys, lake, "models", "register", "--lineage", "tiny", "--checkpoint", checkpoint)[0] == 0
+    assert oreal(capsys, lake, "models", "promote", "tiny-v1", "--reason", "base")[0] == 0
+    code, out, _ = oreal(capsys, lake, "models", "register", "--lineage", "tiny", "--checkpoint", checkpoint,
+                         "--parent", "tiny-v1")
+    assert code == 0 and "tiny-v2" in out
+    code, out, _ = oreal(capsys, lake, "models", "show", "tiny-v2")
+    assert "parent      tiny-v1" in out
+    code, _, err = oreal(capsys, lake, "models", "reject", "tiny-v2")
+    assert code == 2 and "--reason TEXT is required" in err
+    code, out, _ = oreal(capsys, lake, "models", "reject", "tiny-v2", "--reason", "fails the support tickets")
+    assert code == 0 and "tiny-v2 is rejected; the champion of tiny stays tiny-v1" in out
+    code, _, err = oreal(capsys, lake, "models", "register", "--lineage", "other", "--checkpoint", checkpoint,
+                         "--parent", "tiny-v1")
+    assert code == 2 and "--parent tiny-v1 is of another lineage than other" in err
+    code, _, err = oreal(capsys, lake, "models", "register", "--lineage", "tiny", "--checkpoint", checkpoint,
+                         "--parent", "tiny-v9")
+    assert code == 2 and "no model tiny-v9" in err
