@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -63,9 +64,11 @@ def test_the_first_cycle_starts_from_the_sft_policy_and_is_promoted(world):
     new.write_text("".join(json.dumps(row) + "\n" for row in NEW_PROMPTS))
     added = add_prompt_file(world["cfg"], LINEAGE, new)
 
+    started = datetime.now(UTC)
     decision = retrain(LINEAGE, CONFIG, world["base"] + CYCLE_1)
 
     assert decision["verdict"] == "promoted", decision["reason"]
+    assert_announced("oreal.model.promoted", "retrain-tiny-c0001", "tiny-v2", started)
     assert (decision["cycle_id"], decision["challenger"], decision["champion"]) == ("tiny-c0001", "tiny-v2", "tiny-v2")
     state = registry(world).state(LINEAGE)
     base, challenger = state.models
@@ -82,6 +85,32 @@ def test_the_first_cycle_starts_from_the_sft_policy_and_is_promoted(world):
     prompts = records(world).read("tiny-c0001", "prompts")
     assert (prompts["config_prompts"], prompts["incoming_prompts"]) == (512, len(NEW_PROMPTS))
     assert Lake.open(world["cfg"].store).run("tiny-c0001").prompts_hash == challenger.provenance.prompts_hash
+
+
+def assert_announced(event: str, artifact_key: str, challenger: str, since: datetime) -> None:
+    """The decision reached Prefect (this process's temporary server): the markdown artifact and
+    the event automations react to, with the lineage as resource and the challenger related."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
+
+    wanted = EventFilter(occurred=EventOccurredFilter(since=since), event=EventNameFilter(name=[event]),
+                         resource=EventResourceFilter(id=[f"oreal.lineage.{LINEAGE}"]))
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key])))
+        deadline = time.monotonic() + 30  # events are sent by a background worker
+        while not (events := client.read_events(wanted, limit=50).events) and time.monotonic() < deadline:
+            time.sleep(1)
+    newest = max(artifacts, key=lambda a: a.created)
+    assert challenger in newest.data and "| synthetic |" in newest.data and "McNemar" in newest.data
+    assert events, f"no {event} event since {since}"
+    assert events[0].payload["challenger"] == challenger
+    assert f"oreal.model.{challenger}" in [r.id for r in events[0].related]
 
 
 def _launch(world, *overrides: str) -> subprocess.Popen:
@@ -107,7 +136,9 @@ def test_a_wrecked_challenger_is_killed_resumed_and_rejected_and_the_champion_st
     assert records(world).read("tiny-c0002", "decision") is None
     assert registry(world).state(LINEAGE).champion == "tiny-v2"
 
+    started = datetime.now(UTC)
     decision = retrain(LINEAGE, CONFIG, world["base"] + CYCLE_2)  # re-triggered: resumes tiny-c0002
+    assert_announced("oreal.model.rejected", "retrain-tiny-c0002", "tiny-v3", started)
 
     assert (decision["cycle_id"], decision["verdict"], decision["champion"]) == ("tiny-c0002", "rejected", "tiny-v2")
     gate = records(world).read("tiny-c0002", "gate")["comparisons"]["synthetic"]

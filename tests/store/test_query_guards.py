@@ -140,7 +140,8 @@ def docs_lake(tmp_path_factory) -> StoreConfig:
     registry.register("tiny", Provenance("ckpt/step=000001", run_id="RUN", step=2),
                       eval_results(lake, "RUN", 2, "ckpt/step=000001"))
     registry.promote("tiny-v1", "the SFT policy")
-    registry.promote("tiny-v2", "gate")
+    evidence = {"comparisons": {"synthetic": {"gain": {"value": 0.08, "low": 0.028, "high": 0.13}, "mcnemar_p": 0.003}}}
+    registry.promote("tiny-v2", "gate", by="retrain", evidence=json.dumps(evidence))  # docs/retrain.md's cycle
     return cfg
 
 
