@@ -33,8 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 LINEAGE = "tiny"
 CONFIG = "demo-cpu"
 # Cycle 1 learns: 80 demo steps (the demo's learning rate, its cosine over 80 steps). Measured
-# with 512 config prompts: 0.378 -> 0.458, paired +0.080 [+0.028, +0.130]; 40 steps gave +0.030
-# [-0.018, +0.074], which the gate rightly rejects (and a constant 3e-4, -0.046).
+# here (HF engine): 0.378 -> 0.456, paired +0.078 [+0.028, +0.128]; on vLLM +0.080 [+0.028,
+# +0.130]; 40 steps gave +0.030 [-0.018, +0.074], which the gate rightly rejects (a constant 3e-4:
+# -0.046).
 CYCLE_1 = ["run.total_steps=80", "run.eval_every=80"]
 # Cycle 2 wrecks the model: 4 steps at 200x the demo's rate (measured: 0.458 -> 0.000, and
 # finite, so no health alarm stops it).
