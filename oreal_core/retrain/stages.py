@@ -120,8 +120,8 @@ def cycle_prompts(cycle: Cycle) -> Path:
     if changed:
         raise PromptDataError(f"cycle {plan.cycle_id}: {len(changed)} incoming file(s) it was planned with are gone "
                               f"or changed in {plan.incoming_uri}; restore them (names in its plan.json)")
-    records = [r for f in incoming.files if f.sha256 in planned
-               for r in incoming.records if r.source.startswith(f"{f.uri}:")]
+    planned_uris = {f.uri for f in incoming.files if f.sha256 in planned}  # a file that landed since waits
+    records = [r for r in incoming.records if r.source.rpartition(":")[0] in planned_uris]
     summary = rate_prompts(cycle.cfg, plan.start_checkpoint, records, plan.number, path)
     cycle.lake.put_document(lake_copy, path.read_bytes())
     cycle.records.write(plan.cycle_id, "prompts", {**summary.as_dict(), "file": str(path),
