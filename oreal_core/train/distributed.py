@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from oreal_core.train.native_ops import use_environment_extensions
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -52,6 +54,7 @@ def init_process_group() -> None:
         os.environ[DEFAULTS_TAG] = f"{os.getpid()}:{os.environ['MASTER_PORT']}"
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    use_environment_extensions()  # its CPU op, compiled at `make venv` (native_ops.py)
     import deepspeed  # imported late: DS_ACCELERATOR must be set before its first import
 
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
