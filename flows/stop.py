@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import httpx
 import psutil
+from prefect.exceptions import TerminationSignal
 
 from flows.console import terminal_stderr
 from oreal_core.pipeline import position
@@ -39,6 +40,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as a shell reports it
 API_LOST_EXIT = 75  # EX_TEMPFAIL: try again once the API is back
 CHILD_GRACE_S = 10.0  # SIGTERM to SIGKILL for the children; the whole stop stays well under 30 s
+STOP_WAIT_S = 30.0  # how long the flow's own unwinding waits for a stop under way to exit
 
 class RunStopper:
     """While entered, SIGINT/SIGTERM and a silent Prefect API stop the run (module docstring).
@@ -77,9 +79,15 @@ class RunStopper:
             threading.Thread(target=self._watch_api, name="oreal-stop-api", daemon=True).start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self._nested:
             return
+        if self._stopping.locked() or isinstance(exc, TerminationSignal):
+            # A stop is under way on its thread, which ends the process. Unwinding here would
+            # race it: in a subflow Prefect's SIGTERM bridge raises TerminationSignal in this
+            # thread, and the outer flow's engine then re-sends SIGTERM under the default
+            # handler, so the process died as -15 before its exit code 143 (issue 31's runs).
+            time.sleep(STOP_WAIT_S)
         RunStopper._outermost = None
         self._done.set()
         if self._wakeup is not None:

@@ -191,3 +191,45 @@ def test_an_unreachable_prefect_api_at_start_is_one_line_and_no_run(tmp_path, sf
     assert text.startswith(f"oreal: Prefect's API at {env['PREFECT_API_URL']} (PREFECT_API_URL) does not answer")
     assert len(text.splitlines()) == 1 and "Traceback" not in text
     assert not (tmp_path / "lake").exists() or not list(Lake.open(load_config("tiny-cpu", run.overrides).store).runs())
+
+
+
+STUBBORN_CHILD = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+SIGTERM_IN_A_STAGE = f"""
+import os, signal, subprocess, sys, time
+from prefect import flow, task
+from flows.stop import RunStopper
+
+@task
+def stage():
+    subprocess.Popen([sys.executable, "-c", {STUBBORN_CHILD!r}])  # holds the stop in its grace period
+    time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+    while True:  # Python code, not a long C call: Prefect's SIGTERM bridge raises here at once
+        time.sleep(0.01)
+
+@flow
+def iteration():
+    stage()
+
+@flow
+def run():
+    with RunStopper("oreal resume r"):
+        iteration()
+
+run()
+"""
+
+
+def test_sigterm_in_a_stage_ends_the_run_with_its_own_exit_code(tmp_path, prefect_server):
+    # The flow unwinds from Prefect's TerminationSignal while the stop thread waits for the
+    # children; with the API up (its server is not our child) the unwinding is quick, and it
+    # must not end the process first: it did, as -15, through the outer flow's SIGTERM re-send.
+    env, _, _ = prefect_server
+    script = tmp_path / "run.py"
+    script.write_text(SIGTERM_IN_A_STAGE)
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 143, done.stderr[-3000:]
+    stops = [line for line in done.stderr.splitlines() if line.startswith("oreal: stopped (SIGTERM)")]
+    assert len(stops) == 1, done.stderr[-3000:]
