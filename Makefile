@@ -34,7 +34,8 @@ $(STAMP): pyproject.toml
 # tests wait on engines, servers and subprocesses), so a second module fills the idle core. Each
 # worker's torch gets its share of the cores (tests/conftest.py): with a thread per core in both,
 # their OpenMP threads spin against each other (the suite took 24 min 08 s that way, 17 min 54 s).
-# pytest's last line is the suite's wall time.
+# Three workers gained nothing (2026-12-08: 18 min 39 s against 18 min 52 s, 172 % CPU): the
+# suite is compute-bound. pytest's last line is the suite's wall time.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
