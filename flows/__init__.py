@@ -9,7 +9,8 @@ retries after 2 s (PrefectHQ/prefect #18934, #19771). Batching them (flushed at 
 5 s, and at shutdown), every task run and event is still recorded: side by side an iteration's
 orchestration 0.21 s -> 0.12 s and the 503s per 100 iterations 4.2 -> 0.8
 (benchmarks/prefect_batching.py); single 240-step demos met 16 such retries with the defaults,
-3-4 with these. A server started on its own (`prefect server start`, docs/deploy.md) takes its own settings; set them there too.
+3-4 with these. A server started on its own (`prefect server start`, docs/deploy.md) takes its
+own settings; set them there too.
 """
 
 import os

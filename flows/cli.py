@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from flows.arguments import finite_float, non_negative_int, positive_float, positive_int, run_id_arg
 from oreal_core.alarms import HealthAlarmError
 from oreal_core.config import DEFAULT_CONFIG, ConfigError, OrealConfig, load_config
-from oreal_core.config.schema import shown
 from oreal_core.data.records import PromptDataError
 from oreal_core.eval.problems import EvalInputError
 from oreal_core.models.gguf_import import DEFAULT_ROOT as GGUF_ROOT
@@ -25,48 +24,9 @@ from oreal_core.registry.errors import RegistryError
 from oreal_core.retrain.cycle import CycleMismatch
 from oreal_core.rollout.base import RolloutInputError
 from oreal_core.store import StoreError
-from oreal_core.store.errors import InvalidRunId
-from oreal_core.store.layout import check_run_id
 from oreal_core.verify.verifier import JudgeUnavailable
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: must be >= 0")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{value}: must be a finite number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value}: must be > 0")
-    return value
-
-
-def _run_id(text: str) -> str:
-    """A run id the lake accepts, checked before anything starts ('' must not mean "a new run")."""
-    try:
-        return check_run_id(text)
-    except InvalidRunId as exc:
-        rule = str(exc).partition(": ")[2]  # the lake's rule, without its uncapped echo of the id
-        raise argparse.ArgumentTypeError(f"run id {shown(text)}: {rule}") from None
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = DEFAULT_CONFIG) -> None:
@@ -264,11 +224,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_samples_args(parser: argparse.ArgumentParser) -> None:
     from oreal_core.store.canned import SIGNATURES
 
-    parser.add_argument("run_id", type=_run_id)
+    parser.add_argument("run_id", type=run_id_arg)
     parser.add_argument("--signature", required=True, choices=list(SIGNATURES), metavar="NAME",
                         help="; ".join(f"{name}: {sig.what}" for name, sig in SIGNATURES.items()).replace("%", "%%"))
     parser.add_argument("--step", type=int, default=None, help="one step (default: every step, oldest first)")
-    parser.add_argument("--limit", type=_positive_int, default=20, help="at most this many samples (default 20)")
+    parser.add_argument("--limit", type=positive_int, default=20, help="at most this many samples (default 20)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
@@ -311,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p, "demo-cpu" if name == "demo" else DEFAULT_CONFIG)  # flows.demo.DEMO_CONFIG
         p.set_defaults(func=func)
         parsers[name] = p
-    parsers["train"].add_argument("--run-id", type=_run_id, default=None, help="default: <config>-<UTC time>")
-    parsers["resume"].add_argument("run_id", type=_run_id)
+    parsers["train"].add_argument("--run-id", type=run_id_arg, default=None, help="default: <config>-<UTC time>")
+    parsers["resume"].add_argument("run_id", type=run_id_arg)
     for name in ("train", "resume"):
         parsers[name].add_argument("--allow-code-change", action="store_true",
                                    help="resume a run started under another code version (git commit)")
@@ -330,22 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(oreal_core/models/shipped/), replacing the older one")
     prep = parsers["prepare"]
     prep.add_argument("--out", required=True, help="JSONL to write (question, gold_answer, pass_rate, source)")
-    prep.add_argument("--samples", type=_positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")
-    prep.add_argument("--limit", type=_positive_int, default=None, help="first N prompts of data.prompts")
+    prep.add_argument("--samples", type=positive_int, default=None, help="samples per prompt (default rollout.samples_per_prompt)")
+    prep.add_argument("--limit", type=positive_int, default=None, help="first N prompts of data.prompts")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ev = parsers["eval"]
     ev.add_argument("--checkpoint", required=True, help="HF-format model directory")
     ev.add_argument("--bench", default=None,
                     help="comma-separated: math500,aime24,aime25,amc2023,minervamath,olympiadbench,gsm8k,synthetic "
                          "or JSONL paths (default eval.benchmarks)")
-    ev.add_argument("--k", type=_positive_int, default=None, help="samples per problem; reports pass@k (needs temperature)")
-    ev.add_argument("--limit", type=_positive_int, default=None, help="first N problems of each benchmark")
-    ev.add_argument("--temperature", type=_finite_float, default=None)
-    ev.add_argument("--run-id", type=_run_id, default=None, help="lake run for the records (default eval-<checkpoint>)")
-    ev.add_argument("--step", type=_non_negative_int, default=None, help="lake step partition (default from the checkpoint name)")
+    ev.add_argument("--k", type=positive_int, default=None, help="samples per problem; reports pass@k (needs temperature)")
+    ev.add_argument("--limit", type=positive_int, default=None, help="first N problems of each benchmark")
+    ev.add_argument("--temperature", type=finite_float, default=None)
+    ev.add_argument("--run-id", type=run_id_arg, default=None, help="lake run for the records (default eval-<checkpoint>)")
+    ev.add_argument("--step", type=non_negative_int, default=None, help="lake step partition (default from the checkpoint name)")
     parsers["query"].add_argument("sql", help='e.g. "SELECT step, avg(correct::INT) FROM verdicts GROUP BY step"')
     parsers["query"].add_argument("--format", choices=("table", "csv", "json"), default="table")
-    parsers["report"].add_argument("run_id", type=_run_id)
+    parsers["report"].add_argument("run_id", type=run_id_arg)
     models = parsers["models"]
     models.add_argument("action", nargs="?", default="list",
                         choices=("list", "show", "register", "promote", "reject", "rollback"))
@@ -354,14 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--parent", default=None, help="register: the model it was trained from (same lineage)")
     models.add_argument("--lineage", default=None, help="register: the lineage the model joins")
     models.add_argument("--checkpoint", default=None, help="register: the HF-format model directory")
-    models.add_argument("--run-id", type=_run_id, default=None, help="register: the run that trained it")
-    models.add_argument("--step", type=_non_negative_int, default=None,
+    models.add_argument("--run-id", type=run_id_arg, default=None, help="register: the run that trained it")
+    models.add_argument("--step", type=non_negative_int, default=None,
                         help="register: its step (eval records of that run and step are attached)")
     _add_samples_args(parsers["samples"])
     plan_p = parsers["plan"]
-    plan_p.add_argument("--gpus", type=_positive_int, default=None,
+    plan_p.add_argument("--gpus", type=positive_int, default=None,
                         help="GPUs in all (default train.nproc_per_node x train.nnodes)")
-    plan_p.add_argument("--gpu-mem", type=_positive_float, default=80.0, metavar="GiB", help="memory per GPU (default 80)")
+    plan_p.add_argument("--gpu-mem", type=positive_float, default=80.0, metavar="GiB", help="memory per GPU (default 80)")
     plan_p.add_argument("--model-config", default=None, metavar="PATH",
                         help="the policy's HF config.json (default: model.policy's, else configs/models/<name>.config.json)")
     imp = parsers["import-gguf"]
